@@ -1,0 +1,90 @@
+"""The installed ``vae-zoo`` command on the real MNIST, a few batches at a time."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vae_zoo.data.mnist import default_data_dir, missing_files
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DATA_DIR = default_data_dir()
+
+if missing_files("mnist", DATA_DIR):
+    pytest.skip(f"real MNIST not found below {DATA_DIR} (set VAE_ZOO_DATA)", allow_module_level=True)
+
+
+def vae_zoo(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    beside_python = Path(sys.executable).with_name("vae-zoo")
+    command = str(beside_python) if beside_python.exists() else shutil.which("vae-zoo")
+    assert command, "the vae-zoo command is not installed (pip install -e .)"
+    result = subprocess.run(
+        [command, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "VAE_ZOO_DATA": DATA_DIR, **(env or {})},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+QUICK = [
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "5",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.enable_progress_bar",
+    "false",
+]
+
+
+@pytest.mark.parametrize("config", ["vae_mnist.yaml", "beta_vae_mnist.yaml"])
+def test_fit_then_test_on_the_checkpoint(config: str, tmp_path: Path) -> None:
+    csv = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "logs"]
+    vae_zoo("fit", "--config", str(REPO / "configs" / config), *QUICK, *csv, cwd=tmp_path)
+    checkpoints = next((tmp_path / "logs").rglob("version_0")) / "checkpoints"
+    best = next(checkpoints.glob("best-*.ckpt"))
+    assert (checkpoints / "last.ckpt").is_file()
+    result = vae_zoo(
+        "test",
+        "--config",
+        str(REPO / "configs" / config),
+        "--ckpt_path",
+        str(best),
+        "--trainer.limit_test_batches",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        *csv,
+        cwd=tmp_path,
+    )
+    assert "test/elbo" in result.stdout
+    elbo = float(result.stdout.split("test/elbo")[1].split()[0])
+    assert -600 < elbo < 0
+
+
+def test_default_logger_is_wandb_offline_without_credentials(tmp_path: Path) -> None:
+    env = {"WANDB_API_KEY": "", "HOME": str(tmp_path), "WANDB_DIR": "", "NETRC": str(tmp_path / "none")}
+    result = vae_zoo(
+        "fit", "--config", str(REPO / "configs" / "vae_mnist.yaml"), *QUICK, cwd=tmp_path, env=env
+    )
+    assert "W&B runs offline" in result.stdout + result.stderr
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    files = runs[0] / "files"
+    config = yaml.safe_load((files / "cli-config.yaml").read_text())
+    assert config["model"]["class_path"] in ("vae_zoo.VAE", "vae_zoo.models.VAE")
+    assert (runs[0] / f"run-{runs[0].name.rsplit('-', 1)[1]}.wandb").stat().st_size > 0
+    assert list((tmp_path / "vae-zoo").glob("*/checkpoints/last.ckpt"))

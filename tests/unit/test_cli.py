@@ -1,0 +1,95 @@
+"""The vae-zoo command called in-process on synthetic data: config, subclassing from outside."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vae_zoo.cli import main
+from vae_zoo.models import VAE
+
+EXTERNAL = Path(__file__).resolve().parents[1] / "external"
+
+
+def fit_args(data_dir: Path, out: Path, model: str) -> list[str]:
+    return [
+        "fit",
+        "--model",
+        model,
+        "--model.latent_dim",
+        "4",
+        "--model.hidden_dims",
+        "[32]",
+        "--data",
+        "vae_zoo.data.MNISTDataModule",
+        "--data.data_dir",
+        str(data_dir),
+        "--data.val_size",
+        "40",
+        "--data.batch_size",
+        "50",
+        "--data.download",
+        "false",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.logger",
+        "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir",
+        str(out),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.log_every_n_steps",
+        "1",
+    ]
+
+
+def test_fit_with_a_short_model_name_writes_best_and_last_checkpoints(
+    synthetic_mnist: Path, tmp_path: Path
+) -> None:
+    main(fit_args(synthetic_mnist, tmp_path / "logs", "VAE"))
+    run = next((tmp_path / "logs").rglob("version_0"))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["best-epoch=000.ckpt", "last.ckpt"]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["class_path"] in ("vae_zoo.VAE", "vae_zoo.models.VAE")
+    assert config["checkpoint"]["monitor"] == "val/loss"
+    metrics = (run / "metrics.csv").read_text()
+    for name in ("train/loss", "train/elbo", "train/kl", "train/recon", "train/kl_weight", "val/elbo"):
+        assert name in metrics
+
+
+@pytest.mark.parametrize(
+    ("class_path", "check"),
+    [
+        ("my_project.models.TanhEncoderVAE", lambda model: isinstance(model.encoder[2], torch.nn.Tanh)),
+        ("my_project.models.L1PenaltyVAE", lambda model: "l1" in model.loss_weights()),
+    ],
+)
+def test_a_subclass_from_another_package_trains_through_the_command(
+    synthetic_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, class_path: str, check
+) -> None:
+    monkeypatch.syspath_prepend(str(EXTERNAL))
+    main(fit_args(synthetic_mnist, tmp_path / "logs", class_path))
+    checkpoint = next((tmp_path / "logs").rglob("version_0")) / "checkpoints" / "last.ckpt"
+    module_name, class_name = class_path.rsplit(".", 1)
+    model_class = getattr(sys.modules[module_name], class_name)
+    model = model_class.load_from_checkpoint(checkpoint)
+    assert isinstance(model, VAE) and check(model)
+    if class_name == "L1PenaltyVAE":
+        assert "train/l1" in (checkpoint.parents[1] / "metrics.csv").read_text()
+
+
+def test_print_config_lists_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model", "BetaVAE", "--data", "MNISTDataModule", "--print_config"])
+    assert exit_info.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["init_args"]["beta"] == 4.0
+    assert config["trainer"]["logger"]["class_path"] == "vae_zoo.loggers.WandbLogger"
+    assert config["checkpoint"]["save_last"] is True

@@ -1,0 +1,139 @@
+"""VAE and beta-VAE: loss terms, gradients, public API, hyperparameters and checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from vae_zoo.models import ALL_MODELS, VAE, BetaVAE
+
+SMALL = {"input_shape": [1, 8, 8], "latent_dim": 3, "hidden_dims": [16]}
+
+
+def binary_batch(n: int = 6) -> torch.Tensor:
+    return torch.bernoulli(torch.rand(n, 1, 8, 8))
+
+
+@pytest.mark.parametrize("model_class", ALL_MODELS)
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_public_api_shapes(model_class: type, architecture: str) -> None:
+    model = model_class(**{**SMALL, "hidden_dims": [4, 4]}, architecture=architecture)
+    x = binary_batch()
+    assert model.encode(x).shape == (6, 3)
+    assert model.reconstruct(x).shape == x.shape
+    samples = model.sample(5)
+    assert samples.shape == (5, 1, 8, 8)
+    assert torch.all((samples >= 0) & (samples <= 1))  # Bernoulli means
+    terms = model.loss_terms(x)
+    assert set(terms) == {"recon", "kl"} and all(t.shape == (6,) for t in terms.values())
+    assert torch.all(terms["kl"] >= 0)
+
+
+def test_vae_loss_is_negative_elbo_with_analytic_kl() -> None:
+    model = VAE(**SMALL)
+    x = binary_batch()
+    torch.manual_seed(1)
+    terms = model.loss_terms(x)
+    torch.manual_seed(1)
+    posterior = model.posterior(x)
+    z = posterior.rsample()
+    logits = model.decoder(z)
+    recon = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
+    mu, var = posterior.mean, posterior.variance
+    kl = 0.5 * (mu**2 + var - 1 - var.log()).sum(1)
+    torch.testing.assert_close(terms["recon"], recon)
+    torch.testing.assert_close(terms["kl"], kl)
+    torch.testing.assert_close(model.objective(terms), (recon + kl).mean())
+
+
+def test_reparameterized_gradients_reach_the_encoder_through_the_reconstruction() -> None:
+    model = VAE(**SMALL)
+    model.loss_terms(binary_batch())["recon"].mean().backward()
+    first_encoder_layer = model.encoder[1][0].weight
+    assert first_encoder_layer.grad is not None and first_encoder_layer.grad.abs().sum() > 0
+
+
+def test_beta_one_equals_vae() -> None:
+    torch.manual_seed(3)
+    vae = VAE(**SMALL)
+    torch.manual_seed(3)
+    beta_vae = BetaVAE(**SMALL, beta=1.0)
+    x = binary_batch()
+    torch.manual_seed(4)
+    vae_loss = vae.objective(vae.loss_terms(x))
+    torch.manual_seed(4)
+    beta_loss = beta_vae.objective(beta_vae.loss_terms(x))
+    torch.testing.assert_close(vae_loss, beta_loss)
+
+
+def test_beta_weights_the_kl() -> None:
+    model = BetaVAE(**SMALL, beta=4.0)
+    terms = {"recon": torch.tensor([10.0, 20.0]), "kl": torch.tensor([1.0, 3.0])}
+    torch.testing.assert_close(model.objective(terms), torch.tensor(15.0 + 4.0 * 2.0))
+
+
+def test_capacity_objective_follows_burgess() -> None:
+    model = BetaVAE(**SMALL, capacity_max=25.0, gamma=100.0, capacity_steps=1000)
+    terms = {"recon": torch.tensor([10.0, 20.0]), "kl": torch.tensor([1.0, 3.0])}
+    assert model.capacity() == 0.0  # no trainer yet: step 0
+    torch.testing.assert_close(model.objective(terms), torch.tensor(15.0 + 100.0 * 2.0))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BetaVAE, "global_step", property(lambda self: 400))
+        assert model.capacity() == pytest.approx(10.0)
+        torch.testing.assert_close(model.objective(terms), torch.tensor(15.0 + 100.0 * 8.0))
+        patch.setattr(BetaVAE, "global_step", property(lambda self: 5000))
+        assert model.capacity() == pytest.approx(25.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"latent_dim": 0}, "latent_dim must be a positive integer; got 0"),
+        ({"latent_dim": 2.5}, "latent_dim must be a positive integer; got 2.5"),
+        ({"hidden_dims": []}, "hidden_dims must be a non-empty list"),
+        ({"likelihood": "laplace"}, "likelihood must be one of"),
+        ({"architecture": "transformer"}, "architecture must be one of"),
+        ({"lr": -1.0}, "lr must be a positive finite number; got -1.0"),
+        ({"beta": -0.5}, "beta must be a finite number >= 0; got -0.5"),
+        ({"capacity_max": -1.0}, "capacity_max must be None or a finite number >= 0"),
+        ({"capacity_steps": 0}, "capacity_steps must be a positive integer; got 0"),
+    ],
+)
+def test_bad_arguments_are_refused_with_the_parameter_name(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        BetaVAE(**{**SMALL, **kwargs})
+
+
+def test_hyperparameters_include_subclass_arguments() -> None:
+    model = BetaVAE(**SMALL, beta=2.0, capacity_max=5.0)
+    assert model.hparams.beta == 2.0 and model.hparams.capacity_max == 5.0
+    assert model.hparams.latent_dim == 3 and list(model.hparams.input_shape) == [1, 8, 8]
+
+
+@pytest.mark.parametrize("model_class", ALL_MODELS)
+def test_fit_checkpoint_and_reload_without_arguments(model_class: type, tmp_path: Path) -> None:
+    x = binary_batch(32)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(32)), batch_size=8)
+    model = model_class(**SMALL)
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+    )
+    trainer.fit(model, loader, loader)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    reloaded = model_class.load_from_checkpoint(path)
+    assert type(reloaded) is model_class
+    torch.testing.assert_close(reloaded.encode(x), model.encode(x))
+    assert trainer.callback_metrics["val/loss"].isfinite()
+    torch.testing.assert_close(
+        trainer.callback_metrics["val/elbo"],
+        -(trainer.callback_metrics["val/recon"] + trainer.callback_metrics["val/kl"]),
+    )

@@ -1,0 +1,88 @@
+"""The ``vae-zoo`` command: a LightningCLI over every model and data module.
+
+``vae-zoo fit --config configs/vae_mnist.yaml`` trains; ``validate``, ``test`` and ``predict``
+take ``--ckpt_path``. ``--model`` and ``--data`` accept a class name of the zoo (``VAE``) or the
+import path of any LightningModule / LightningDataModule (``my_package.MyVAE``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from jsonargparse import Namespace, lazy_instance
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+
+import vae_zoo.data
+import vae_zoo.models  # noqa: F401  (registers the zoo's classes for short names)
+from vae_zoo.loggers import WandbLogger
+
+CHECKPOINT_DEFAULTS = {
+    "checkpoint.monitor": "val/loss",
+    "checkpoint.mode": "min",
+    "checkpoint.save_top_k": 1,
+    "checkpoint.save_last": True,
+    "checkpoint.filename": "best-{epoch:03d}",
+}
+
+
+WANDB_CONFIG_FILE = "cli-config.yaml"  # W&B keeps its own ``config.yaml`` in the same folder
+
+
+class SaveConfig(SaveConfigCallback):
+    """Saves the resolved config: under W&B as ``cli-config.yaml`` among the run's files and as
+    the run's config (key ``cli``); else as ``config.yaml`` in the logger's folder, as Lightning does."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not isinstance(trainer.logger, LightningWandbLogger):
+            super().setup(trainer, pl_module, stage)
+            return
+        if self.already_saved:
+            return
+        if trainer.is_global_zero:
+            run = trainer.logger.experiment
+            path = Path(run.dir) / WANDB_CONFIG_FILE
+            self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=False)
+            run.config.update({"cli": self.config.clone().as_dict()}, allow_val_change=True)
+        self.already_saved = True
+
+
+class VaeZooCLI(LightningCLI):
+    """LightningCLI with the zoo's defaults: W&B logging, best and last checkpoints, and the
+    data module's ``input_shape`` linked into the model."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(CHECKPOINT_DEFAULTS)
+        parser.set_defaults({"trainer.logger": lazy_instance(WandbLogger)})
+        parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        logger = config.get("trainer", {}).get("logger")
+        model_name = config.model.class_path.rsplit(".", 1)[-1]
+        if isinstance(logger, Namespace) and logger.get("class_path", "").endswith("WandbLogger"):
+            init_args = logger.init_args
+            if "group" in init_args and init_args.group is None:
+                init_args.group = model_name
+            if "tags" in init_args and not init_args.tags:
+                init_args.tags = [model_name]
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``vae-zoo`` command (``args`` for calls from Python and tests)."""
+    VaeZooCLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=SaveConfig,
+        seed_everything_default=0,
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""The LightningModule every model of the zoo derives from.
+
+Every model is the same latent-variable model with different choices of encoder, posterior,
+prior, likelihood and regularizer weight::
+
+    loss = mean_over_batch( sum_k loss_weights()[k] * loss_terms(x)[k] )
+
+Subclasses override only the named pieces they change: :meth:`build_encoder`,
+:meth:`build_decoder`, :meth:`build_prior`, :meth:`encode`, :meth:`decode`,
+:meth:`loss_terms`, :meth:`loss_weights` (and :meth:`objective` where the terms are combined
+in another way than a weighted sum).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch import nn
+
+from vae_zoo.likelihoods import Likelihood, LikelihoodName, build_likelihood
+from vae_zoo.nn import Architecture, build_decoder, build_encoder, check_architecture
+from vae_zoo.priors import Prior
+
+Batch = torch.Tensor | Sequence[torch.Tensor]
+
+
+def batch_inputs(batch: Batch) -> torch.Tensor:
+    """The inputs ``x`` of a batch that is either ``x`` or ``(x, labels, ...)``."""
+    return batch if isinstance(batch, torch.Tensor) else batch[0]
+
+
+class LatentVariableModel(L.LightningModule, ABC):
+    """Shared training, validation, test and prediction logic of every autoencoder in the zoo.
+
+    Args:
+        input_shape: shape of one example, e.g. ``[1, 28, 28]``; linked from the data module
+            by the ``vae-zoo`` command.
+        latent_dim: size ``D`` of the code ``z``.
+        architecture: ``"mlp"`` or ``"conv"`` (see :mod:`vae_zoo.nn`).
+        hidden_dims: widths (mlp) or channel counts (conv) of the encoder; the decoder mirrors them.
+        likelihood: ``"bernoulli"`` (logits) or ``"gaussian"`` (means, variance ``c``).
+        likelihood_variance: the variance ``c`` of the Gaussian likelihood (its initial value
+            when learned).
+        learn_likelihood_variance: learn ``c`` as a parameter instead of fixing it.
+        lr: Adam's learning rate, used unless ``--optimizer`` is given on the command line.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (1, 28, 28),
+        latent_dim: int = 16,
+        architecture: Architecture = "mlp",
+        hidden_dims: Sequence[int] = (512, 256),
+        likelihood: LikelihoodName = "bernoulli",
+        likelihood_variance: float = 1.0,
+        learn_likelihood_variance: bool = False,
+        lr: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("latent_dim", latent_dim)
+        if not input_shape or any(int(s) <= 0 for s in input_shape):
+            raise ValueError(f"input_shape must be a list of positive sizes; got {input_shape}")
+        if not hidden_dims or any(int(h) <= 0 for h in hidden_dims):
+            raise ValueError(f"hidden_dims must be a non-empty list of positive ints; got {hidden_dims}")
+        check_architecture(architecture)
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"lr must be a positive finite number; got {lr}")
+        self.save_hyperparameters()
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.latent_dim = latent_dim
+        self.likelihood: Likelihood = build_likelihood(
+            likelihood, likelihood_variance, learn_likelihood_variance
+        )
+        self.encoder = self.build_encoder()
+        self.decoder = self.build_decoder()
+        self.prior: Prior | None = self.build_prior()
+
+    # ----------------------------------------------------------------- extension points
+    @property
+    def encoder_out_features(self) -> int:
+        """Width of the encoder's output: ``D`` for point codes, ``2 D`` for Gaussian posteriors."""
+        return self.latent_dim
+
+    def build_encoder(self) -> nn.Module:
+        """The network ``[B, *input_shape] -> [B, encoder_out_features]``."""
+        hp = self.hparams
+        return build_encoder(hp.architecture, self.input_shape, hp.hidden_dims, self.encoder_out_features)
+
+    def build_decoder(self) -> nn.Module:
+        """The network ``[B, D] -> [B, *input_shape]`` giving the likelihood's parameters."""
+        hp = self.hparams
+        return build_decoder(hp.architecture, self.latent_dim, hp.hidden_dims, self.input_shape)
+
+    def build_prior(self) -> Prior | None:
+        """The prior ``p(z)``; ``None`` for models without one."""
+        return None
+
+    @abstractmethod
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The deterministic code of each input (the posterior mean): [B, *shape] -> [B, D]."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``E[x | z]`` under the likelihood: [B, D] -> [B, *input_shape]."""
+        return self.likelihood.mean(self.decoder(z))
+
+    @abstractmethod
+    def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Unweighted per-example loss terms, each [B]; ``"recon"`` is ``-log p(x|z)``."""
+
+    def loss_weights(self) -> dict[str, float]:
+        """The weight of each term of :meth:`loss_terms` in the loss."""
+        return {"recon": 1.0}
+
+    def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The scalar loss: ``mean_B sum_k w_k * term_k``."""
+        weights = self.loss_weights()
+        return sum(weights[name] * terms[name].mean() for name in weights)
+
+    # ----------------------------------------------------------------- public API
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """``E[x | z = encode(x)]``: [B, *shape] -> [B, *shape]."""
+        return self.decode(self.encode(x))
+
+    @abstractmethod
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` new examples ``E[x | z]``, ``z ~ p(z)``: [n, *input_shape]."""
+
+    # ----------------------------------------------------------------- Lightning hooks
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The code of each input, as :meth:`encode`."""
+        return self.encode(x)
+
+    def step_metrics(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of a batch and the metrics to log under ``stage/``."""
+        terms = self.loss_terms(x)
+        loss = self.objective(terms)
+        metrics = {f"{stage}/loss": loss}
+        metrics.update({f"{stage}/{name}": value.mean() for name, value in terms.items()})
+        return loss, metrics
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        x = batch_inputs(batch)
+        loss, metrics = self.step_metrics(x, "train")
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        return loss
+
+    def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
+        x = batch_inputs(batch)
+        loss, metrics = self.step_metrics(x, stage)
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._evaluation_step(batch, "test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """The code of each input: [B, D]."""
+        return self.encode(batch_inputs(batch))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam with ``lr``; the command line's ``--optimizer`` replaces it when given."""
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
