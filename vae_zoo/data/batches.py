@@ -1,0 +1,131 @@
+"""The in-memory fast path: a split held as one tensor, batched by indexing.
+
+:class:`InMemoryBatches` replaces a ``DataLoader`` for data that fit in memory (or on the
+training device): no workers, no per-sample transform, no collation. Each epoch, the
+:class:`EpochSampler` draws a permutation from ``(seed, epoch)`` and gives this process its
+shard, as ``torch.utils.data.DistributedSampler`` would; Lightning calls its ``set_epoch``
+before every training epoch, so shuffling and dynamic binarization are reproducible and resume
+exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+_SEED_MIX = 0x9E3779B1
+
+
+def mix_seed(*parts: int) -> int:
+    """Combine integers into one 63-bit seed (deterministic, order-sensitive)."""
+    seed = 0
+    for part in parts:
+        seed = (seed * _SEED_MIX + int(part) + 1) % (2**63 - 1)
+    return seed
+
+
+class EpochSampler:
+    """The indices one process visits in an epoch.
+
+    Args:
+        num_examples: size of the split.
+        shuffle: draw a new permutation of the split every epoch from ``(seed, epoch)``.
+        seed: base seed of the permutations.
+        rank, world_size: this process's shard of ``world_size``; shards are interleaved.
+        pad: repeat indices so that every shard has the same length (needed for training under
+            DDP, where every process must take the same number of steps); without padding,
+            evaluation sees every example exactly once.
+    """
+
+    def __init__(
+        self,
+        num_examples: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}); got {rank}")
+        self.num_examples = num_examples
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.pad = pad
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch`` (called by Lightning before each epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.pad:
+            return math.ceil(self.num_examples / self.world_size)
+        return len(range(self.rank, self.num_examples, self.world_size))
+
+    def indices(self) -> torch.Tensor:
+        """This process's indices for the current epoch: [len(self)], int64."""
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
+            order = torch.randperm(self.num_examples, generator=generator)
+        else:
+            order = torch.arange(self.num_examples)
+        if self.pad and self.world_size > 1:
+            total = len(self) * self.world_size
+            order = order.repeat(math.ceil(total / self.num_examples))[:total]
+        return order[self.rank :: self.world_size]
+
+
+class InMemoryBatches:
+    """Batches ``(x, y)`` taken by indexing tensors that hold a whole split.
+
+    Args:
+        inputs: [N, *shape] float tensor (on the device batches should be on).
+        labels: [N] int64 tensor on the same device.
+        batch_size: examples per batch; the last batch may be smaller unless ``drop_last``.
+        sampler: which indices this process visits in this epoch.
+        dynamic_binarization: replace each input by a fresh Bernoulli draw of its pixel
+            intensities in every batch, from a generator seeded by ``(seed, epoch, rank)``.
+        drop_last: drop a final incomplete batch.
+    """
+
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        sampler: EpochSampler,
+        dynamic_binarization: bool = False,
+        drop_last: bool = False,
+    ) -> None:
+        if inputs.shape[0] != labels.shape[0]:
+            raise ValueError(f"inputs and labels differ in length: {inputs.shape[0]} != {labels.shape[0]}")
+        self.inputs = inputs
+        self.labels = labels
+        self.batch_size = batch_size
+        self.sampler = sampler
+        self.batch_sampler = None  # as on a DataLoader: Lightning looks for both attributes
+        self.dynamic_binarization = dynamic_binarization
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        count = len(self.sampler)
+        return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        device = self.inputs.device
+        order = self.sampler.indices().to(device)
+        generator = None
+        if self.dynamic_binarization:
+            seed = mix_seed(self.sampler.seed, self.sampler.epoch, self.sampler.rank, 1)
+            generator = torch.Generator(device=device).manual_seed(seed)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start : start + self.batch_size]
+            x = self.inputs[index]
+            if generator is not None:
+                x = torch.bernoulli(x, generator=generator)
+            yield x, self.labels[index]
