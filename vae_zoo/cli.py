@@ -50,8 +50,15 @@ class SaveConfig(SaveConfigCallback):
 
 
 class VaeZooCLI(LightningCLI):
-    """LightningCLI with the zoo's defaults: W&B logging, best and last checkpoints, and the
-    data module's ``input_shape`` linked into the model."""
+    """LightningCLI with the zoo's defaults: subclass mode for model and data, W&B logging, best
+    and last checkpoints, seed 0, and the data module's ``input_shape`` linked into the model."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("save_config_callback", SaveConfig)
+        kwargs.setdefault("seed_everything_default", 0)
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -71,17 +78,14 @@ class VaeZooCLI(LightningCLI):
                 init_args.tags = [model_name]
 
 
+def cli_classes() -> tuple[type[L.LightningModule], type[L.LightningDataModule]]:
+    """The base classes the command accepts for ``--model`` and ``--data``."""
+    return L.LightningModule, L.LightningDataModule
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``vae-zoo`` command (``args`` for calls from Python and tests)."""
-    VaeZooCLI(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_callback=SaveConfig,
-        seed_everything_default=0,
-        args=args,
-    )
+    VaeZooCLI(*cli_classes(), args=args)
 
 
 if __name__ == "__main__":

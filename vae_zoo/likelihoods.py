@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, Normal
 
+from vae_zoo.nn import bounded, unbounded
+
 LikelihoodName = Literal["bernoulli", "gaussian"]
 LIKELIHOODS: tuple[str, ...] = ("bernoulli", "gaussian")
 
@@ -62,8 +64,8 @@ class GaussianLikelihood(Likelihood):
             )
         self.learn_variance = learn_variance
         if learn_variance:
-            fraction = (math.log(variance) - low) / (high - low)
-            self.raw_log_variance = nn.Parameter(torch.tensor(math.log(fraction / (1 - fraction))))
+            log_variance = torch.tensor(math.log(variance), dtype=torch.float64)
+            self.raw_log_variance = nn.Parameter(unbounded(log_variance, low, high).float())
         else:
             self.register_buffer("raw_log_variance", torch.tensor(math.log(variance)))
 
@@ -72,8 +74,7 @@ class GaussianLikelihood(Likelihood):
         """``log c`` (a scalar tensor)."""
         if not self.learn_variance:
             return self.raw_log_variance
-        low, high = LOG_VARIANCE_BOUNDS
-        return low + (high - low) * torch.sigmoid(self.raw_log_variance)
+        return bounded(self.raw_log_variance, *LOG_VARIANCE_BOUNDS)
 
     def distribution(self, params: torch.Tensor) -> Normal:
         scale = torch.exp(0.5 * self.log_variance).to(params.dtype)

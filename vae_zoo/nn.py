@@ -100,3 +100,13 @@ def soft_clamp(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
     inside: used for log-variances so that ``exp`` never overflows or underflows.
     """
     return x - nn.functional.softplus(x - high) + nn.functional.softplus(low - x)
+
+
+def bounded(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``low + (high - low) * sigmoid(raw)``: an unconstrained parameter mapped into ``(low, high)``."""
+    return low + (high - low) * torch.sigmoid(raw)
+
+
+def unbounded(value: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """The inverse of :func:`bounded`; ``value`` must lie strictly inside ``(low, high)``."""
+    return torch.logit((value - low) / (high - low))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import Normal, kl_divergence
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal, kl_divergence
+
+from vae_zoo.nn import bounded, unbounded
 
 
 class Prior(nn.Module):
@@ -59,3 +61,160 @@ class StandardNormal(Prior):
 
     def kl(self, posterior: Normal, z: torch.Tensor) -> torch.Tensor:
         return self.kl_per_dim(posterior).sum(-1)
+
+
+PRIOR_LOG_VARIANCE_BOUNDS = (-10.0, 6.0)
+
+
+class GaussianMixture(Prior):
+    """A trainable mixture ``p(z) = sum_k pi_k N(z; mu_k, diag(sigma_k^2))``.
+
+    Means, log-variances (bounded to ``[-10, 6]`` through a sigmoid) and mixing logits
+    (``pi = softmax(logits)``) are parameters. Densities come from
+    ``torch.distributions.MixtureSameFamily``, which evaluates
+    ``log p(z) = logsumexp_k(log pi_k + log N(z; mu_k, sigma_k^2))`` in log space.
+
+    Args:
+        latent_dim: ``D``.
+        num_components: ``K``.
+        learn_weights: learn the mixing weights (else they stay uniform, or as last set).
+    """
+
+    def __init__(self, latent_dim: int, num_components: int, learn_weights: bool = True) -> None:
+        super().__init__(latent_dim)
+        self.num_components = num_components
+        self.means = nn.Parameter(torch.randn(num_components, latent_dim))
+        self.raw_log_variances = nn.Parameter(
+            unbounded(torch.zeros(num_components, latent_dim), *PRIOR_LOG_VARIANCE_BOUNDS)
+        )
+        logits = torch.zeros(num_components)
+        if learn_weights:
+            self.logits = nn.Parameter(logits)
+        else:
+            self.register_buffer("logits", logits)
+
+    @property
+    def log_variances(self) -> torch.Tensor:
+        """``log sigma_k^2``: [K, D]."""
+        return bounded(self.raw_log_variances, *PRIOR_LOG_VARIANCE_BOUNDS)
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """``pi``: [K]."""
+        return torch.softmax(self.logits, -1)
+
+    def components(self) -> Independent:
+        """The ``K`` Gaussians, batch shape [K], event shape [D]."""
+        scales = torch.exp(0.5 * self.log_variances)
+        return Independent(Normal(self.means, scales, validate_args=False), 1)
+
+    def distribution(self) -> MixtureSameFamily:
+        """The mixture as a ``torch.distributions`` object."""
+        return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), self.components())
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return self.distribution().log_prob(z)
+
+    def log_joint(self, z: torch.Tensor) -> torch.Tensor:
+        """``log pi_k + log N(z; mu_k, sigma_k^2)``: [B, D] -> [B, K]."""
+        return torch.log_softmax(self.logits, -1) + self.components().log_prob(z.unsqueeze(-2))
+
+    def responsibilities(self, z: torch.Tensor) -> torch.Tensor:
+        """``p(k | z)``: [B, D] -> [B, K], rows summing to one."""
+        return torch.softmax(self.log_joint(z), -1)
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.distribution().sample((n,))
+
+    def kl_responsibility(self, posterior: Normal, z: torch.Tensor) -> torch.Tensor:
+        """VaDE's bound with ``q(k|x) = p(k|z)`` at the draw ``z`` (Jiang et al. 2017), per example [B]:
+
+        ``sum_k g_k KL(q(z|x) || N(mu_k, sigma_k^2)) + sum_k g_k log(g_k / pi_k)``,
+        ``g = responsibilities(z)``; each Gaussian KL is analytic.
+        """
+        log_gamma = torch.log_softmax(self.log_joint(z), -1)  # [B, K]
+        gamma = log_gamma.exp()
+        scales = torch.exp(0.5 * self.log_variances)  # [K, D]
+        per_component = kl_divergence(
+            Normal(posterior.loc.unsqueeze(-2), posterior.scale.unsqueeze(-2)),
+            Normal(self.means, scales),
+        ).sum(-1)  # [B, K]
+        categorical = (gamma * (log_gamma - torch.log_softmax(self.logits, -1))).sum(-1)  # [B]
+        return (gamma * per_component).sum(-1) + categorical
+
+    @torch.no_grad()
+    def set_parameters(self, weights: torch.Tensor, means: torch.Tensor, variances: torch.Tensor) -> None:
+        """Set ``pi`` [K], ``mu`` [K, D] and ``sigma^2`` [K, D] (e.g. from an EM fit)."""
+        low, high = PRIOR_LOG_VARIANCE_BOUNDS
+        log_variances = variances.log().clamp(low + 1e-3, high - 1e-3)
+        self.means.copy_(means)
+        self.raw_log_variances.copy_(unbounded(log_variances, low, high))
+        self.logits.copy_(weights.clamp_min(1e-8).log())
+
+
+class TreeMixture(GaussianMixture):
+    """A mixture whose components are the leaves of a binary tree (the hierarchical prior).
+
+    Each internal node ``n`` is a Gaussian ``N(m_n, tree_sigma^2 I)`` whose mean is the mean of
+    its two children's means, ``m_n = (m_left + m_right) / 2`` (a leaf's mean is its component
+    mean ``mu_k``). Internal means are not parameters: ``m = A @ mu`` with a fixed averaging
+    matrix ``A`` [K-1, K], so the identity holds after every optimizer step and a pull on a
+    parent moves both children. :meth:`tree_nll` gives the term that ties a code to every
+    ancestor of its leaf.
+
+    The tree is set by :meth:`set_tree` from a scipy linkage matrix over the leaves (the models
+    build it by agglomerative merging of the leaf means); before that the tree term is zero.
+    """
+
+    def __init__(
+        self, latent_dim: int, num_components: int, learn_weights: bool = True, tree_sigma: float = 1.0
+    ) -> None:
+        super().__init__(latent_dim, num_components, learn_weights)
+        self.tree_sigma = tree_sigma
+        internal = num_components - 1
+        self.register_buffer("merges", torch.zeros(internal, 2, dtype=torch.long))
+        self.register_buffer("averaging", torch.zeros(internal, num_components))
+        self.register_buffer("ancestors", torch.zeros(num_components, internal))
+        self.register_buffer("has_tree", torch.tensor(False))
+
+    @torch.no_grad()
+    def set_tree(self, linkage: torch.Tensor) -> None:
+        """Fix the tree from a scipy linkage matrix [K-1, 4] over the ``K`` leaves.
+
+        Row ``i`` merges nodes ``linkage[i, 0]`` and ``linkage[i, 1]`` into node ``K + i``
+        (nodes below ``K`` are leaves), as :func:`scipy.cluster.hierarchy.linkage` returns.
+        """
+        k = self.num_components
+        children = torch.as_tensor(linkage[:, :2], dtype=torch.long)
+        if children.shape != (k - 1, 2) or children.max() >= 2 * k - 1:
+            raise ValueError(
+                f"linkage must have shape [{k - 1}, >=2] over {k} leaves; got {list(linkage.shape)}"
+            )
+        # weight of each leaf in each node's mean: leaves are one-hot, a parent averages its children
+        node_weights = torch.cat([torch.eye(k), torch.zeros(k - 1, k)])  # [2K-1, K]
+        leaf_sets = [{leaf} for leaf in range(k)] + [set() for _ in range(k - 1)]
+        for row, (left, right) in enumerate(children.tolist()):
+            node_weights[k + row] = 0.5 * (node_weights[left] + node_weights[right])
+            leaf_sets[k + row] = leaf_sets[left] | leaf_sets[right]
+        ancestors = torch.zeros(k, k - 1)
+        for row in range(k - 1):
+            ancestors[sorted(leaf_sets[k + row]), row] = 1.0
+        self.merges.copy_(children)
+        self.averaging.copy_(node_weights[k:])
+        self.ancestors.copy_(ancestors)
+        self.has_tree.fill_(True)
+
+    def node_means(self) -> torch.Tensor:
+        """Means of the ``K - 1`` internal nodes, in linkage order: [K-1, D]."""
+        return self.averaging @ self.means
+
+    def tree_nll(self, z: torch.Tensor, responsibilities: torch.Tensor) -> torch.Tensor:
+        """``sum_k g_k sum_{n in ancestors(k)} -log N(z; m_n, tree_sigma^2 I)``: per example [B].
+
+        ``responsibilities`` ``g`` [B, K] weight the leaves; zero before a tree is set.
+        """
+        if not bool(self.has_tree):
+            return z.new_zeros(z.shape[0])
+        nodes = Independent(Normal(self.node_means(), self.tree_sigma, validate_args=False), 1)
+        node_nll = -nodes.log_prob(z.unsqueeze(-2))  # [B, K-1]
+        return ((responsibilities @ self.ancestors) * node_nll).sum(-1)

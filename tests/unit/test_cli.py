@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from vae_zoo.cli import main
-from vae_zoo.models import VAE
+from vae_zoo.cli import VaeZooCLI, cli_classes, main
+from vae_zoo.models import ALL_MODELS, VAE
 
 EXTERNAL = Path(__file__).resolve().parents[1] / "external"
 
@@ -93,3 +93,20 @@ def test_print_config_lists_the_defaults(capsys: pytest.CaptureFixture[str]) -> 
     assert config["model"]["init_args"]["beta"] == 4.0
     assert config["trainer"]["logger"]["class_path"] == "vae_zoo.loggers.WandbLogger"
     assert config["checkpoint"]["save_last"] is True
+
+
+@pytest.mark.parametrize("model_class", ALL_MODELS, ids=lambda cls: cls.__name__)
+def test_every_model_is_built_by_the_command_and_reloads_from_its_checkpoint(
+    model_class: type, synthetic_mnist: Path, tmp_path: Path
+) -> None:
+    args = ["--model", model_class.__name__, "--model.latent_dim", "4"]
+    args += ["--data", "MNISTDataModule", "--data.data_dir", str(synthetic_mnist), "--data.download", "false"]
+    args += ["--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)]
+    cli = VaeZooCLI(*cli_classes(), args=args, run=False)
+    assert type(cli.model) is model_class and cli.model.input_shape == (1, 28, 28)
+    path = tmp_path / "model.ckpt"
+    cli.trainer.strategy.connect(cli.model)
+    cli.trainer.save_checkpoint(path)
+    reloaded = model_class.load_from_checkpoint(path)
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(reloaded.encode(x), cli.model.encode(x))

@@ -61,17 +61,24 @@ class LatentVariableModel(L.LightningModule, ABC):
         lr: float = 1e-3,
     ) -> None:
         super().__init__()
-        _check_positive_int("latent_dim", latent_dim)
+        check_int("latent_dim", latent_dim, minimum=1)
         if not input_shape or any(int(s) <= 0 for s in input_shape):
             raise ValueError(f"input_shape must be a list of positive sizes; got {input_shape}")
-        if not hidden_dims or any(int(h) <= 0 for h in hidden_dims):
-            raise ValueError(f"hidden_dims must be a non-empty list of positive ints; got {hidden_dims}")
+        if any(int(h) <= 0 for h in hidden_dims) or (architecture == "conv" and not hidden_dims):
+            raise ValueError(
+                f"hidden_dims must be a list of positive ints (non-empty for conv); got {list(hidden_dims)}"
+            )
         check_architecture(architecture)
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr must be a positive finite number; got {lr}")
         self.save_hyperparameters()
+        # shared code reads these attributes, not ``hparams``: under LightningCLI ``hparams`` holds
+        # only the arguments of the class instantiated, and a subclass may fix some of these
         self.input_shape = tuple(int(s) for s in input_shape)
         self.latent_dim = latent_dim
+        self.architecture = architecture
+        self.hidden_dims = tuple(int(h) for h in hidden_dims)
+        self.lr = lr
         self.likelihood: Likelihood = build_likelihood(
             likelihood, likelihood_variance, learn_likelihood_variance
         )
@@ -87,13 +94,11 @@ class LatentVariableModel(L.LightningModule, ABC):
 
     def build_encoder(self) -> nn.Module:
         """The network ``[B, *input_shape] -> [B, encoder_out_features]``."""
-        hp = self.hparams
-        return build_encoder(hp.architecture, self.input_shape, hp.hidden_dims, self.encoder_out_features)
+        return build_encoder(self.architecture, self.input_shape, self.hidden_dims, self.encoder_out_features)
 
     def build_decoder(self) -> nn.Module:
         """The network ``[B, D] -> [B, *input_shape]`` giving the likelihood's parameters."""
-        hp = self.hparams
-        return build_decoder(hp.architecture, self.latent_dim, hp.hidden_dims, self.input_shape)
+        return build_decoder(self.architecture, self.latent_dim, self.hidden_dims, self.input_shape)
 
     def build_prior(self) -> Prior | None:
         """The prior ``p(z)``; ``None`` for models without one."""
@@ -116,9 +121,9 @@ class LatentVariableModel(L.LightningModule, ABC):
         return {"recon": 1.0}
 
     def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The scalar loss: ``mean_B sum_k w_k * term_k``."""
+        """The scalar loss: ``mean_B sum_k w_k * term_k`` over the terms given."""
         weights = self.loss_weights()
-        return sum(weights[name] * terms[name].mean() for name in weights)
+        return sum(weights[name] * term.mean() for name, term in terms.items())
 
     # ----------------------------------------------------------------- public API
     @torch.no_grad()
@@ -152,6 +157,7 @@ class LatentVariableModel(L.LightningModule, ABC):
     def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
         x = batch_inputs(batch)
         loss, metrics = self.step_metrics(x, stage)
+        metrics[f"{stage}/sq_error"] = ((self.reconstruct(x) - x) ** 2).flatten(1).sum(1).mean()
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
@@ -167,9 +173,10 @@ class LatentVariableModel(L.LightningModule, ABC):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam with ``lr``; the command line's ``--optimizer`` replaces it when given."""
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+def check_int(name: str, value: int, minimum: int) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")

@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Normal
 
 from vae_zoo.likelihoods import LikelihoodName
-from vae_zoo.models.base import LatentVariableModel
+from vae_zoo.models.base import LatentVariableModel, check_int
 from vae_zoo.nn import Architecture, soft_clamp
 from vae_zoo.priors import Prior, StandardNormal
 
@@ -50,8 +50,11 @@ class VAE(LatentVariableModel):
         posterior = self.posterior(x)
         z = posterior.rsample()  # [B, D]
         recon = -self.likelihood.log_prob(x, self.decoder(z))  # [B]
-        kl = self.prior.kl(posterior, z)  # [B]
-        return {"recon": recon, "kl": kl}
+        return {"recon": recon, **self.latent_terms(posterior, z)}
+
+    def latent_terms(self, posterior: Normal, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The regularizers of the code, each [B]: here ``{"kl": KL(q(z|x) || p(z))}``."""
+        return {"kl": self.prior.kl(posterior, z)}
 
     def loss_weights(self) -> dict[str, float]:
         return {"recon": 1.0, "kl": self.kl_weight}
@@ -114,8 +117,7 @@ class BetaVAE(VAE):
             raise ValueError(f"capacity_max must be None or a finite number >= 0; got {capacity_max}")
         if not (gamma >= 0 and math.isfinite(gamma)):
             raise ValueError(f"gamma must be a finite number >= 0; got {gamma}")
-        if isinstance(capacity_steps, bool) or not isinstance(capacity_steps, int) or capacity_steps <= 0:
-            raise ValueError(f"capacity_steps must be a positive integer; got {capacity_steps!r}")
+        check_int("capacity_steps", capacity_steps, minimum=1)
         self.kl_weight = beta
 
     def capacity(self) -> float:

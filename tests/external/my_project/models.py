@@ -12,7 +12,7 @@ class TanhEncoderVAE(VAE):
     """The zoo's VAE with a different encoder network: one tanh hidden layer."""
 
     def build_encoder(self) -> nn.Module:
-        width = self.hparams.hidden_dims[0]
+        width = self.hidden_dims[0]
         return nn.Sequential(
             nn.Flatten(), nn.Linear(784, width), nn.Tanh(), nn.Linear(width, self.encoder_out_features)
         )

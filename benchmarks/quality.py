@@ -1,0 +1,78 @@
+"""Train a config over several seeds and print its test metrics (mean ± std), with the command.
+
+    python benchmarks/quality.py --config configs/gmm_mnist.yaml --seeds 0 1 2
+    python benchmarks/quality.py --config configs/vae_mnist.yaml --seeds 0 --epochs 2 -- --data.batch_size 256
+
+Each seed runs ``vae-zoo fit`` (with ``seed_everything`` set to the seed) and then ``vae-zoo
+test`` on the best checkpoint, in-process, with a CSV logger under ``--out``. Arguments after
+``--`` are passed to the command unchanged. Prints one line per seed and a summary line per
+metric; nothing is written to RESULTS.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from vae_zoo.cli import VaeZooCLI, cli_classes
+
+SHOWN = ("test/elbo", "test/nll_iwae", "test/recon", "test/kl", "test/acc", "test/nmi", "test/ari")
+
+
+def hardware() -> str:
+    """A one-line description of the machine the figures come from."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def run_seed(config: str, seed: int, epochs: int | None, out: Path, extra: list[str]) -> tuple[dict, float]:
+    """Fit and test one seed; return the test metrics and the seconds the fit took."""
+    args = ["--config", config, "--seed_everything", str(seed)]
+    args += ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger"]
+    args += ["--trainer.logger.save_dir", str(out / f"seed{seed}"), "--trainer.enable_progress_bar", "false"]
+    if epochs is not None:
+        args += ["--trainer.max_epochs", str(epochs)]
+    cli = VaeZooCLI(*cli_classes(), args=args + extra, run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    seconds = time.perf_counter() - start
+    best = cli.trainer.checkpoint_callback.best_model_path or "last"
+    results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]
+    return {name: float(value) for name, value in results.items()}, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs")
+    parser.add_argument("--out", type=Path, default=Path("runs/quality"))
+    parser.add_argument("extra", nargs="*", help="arguments for vae-zoo, after --")
+    options = parser.parse_args()
+    command = "python benchmarks/quality.py " + shlex.join(sys.argv[1:])
+    per_seed = []
+    for seed in options.seeds:
+        metrics, seconds = run_seed(options.config, seed, options.epochs, options.out, options.extra)
+        per_seed.append(metrics)
+        shown = "  ".join(f"{k}={metrics[k]:.4f}" for k in SHOWN if k in metrics)
+        print(f"seed {seed}: {shown}  fit_seconds={seconds:.0f}", flush=True)
+    print(f"\ncommand: {command}\nhardware: {hardware()}")
+    for name in SHOWN:
+        values = [m[name] for m in per_seed if name in m]
+        if values:
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            print(f"{name}: {statistics.mean(values):.4f} ± {spread:.4f} over seeds {options.seeds}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""The rest of the zoo: PCA as a linear autoencoder, the autoencoder, GMM-VAE, hierarchical."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from scipy.cluster import hierarchy
+
+from vae_zoo.models import GMMVAE, Autoencoder, HierarchicalGMMVAE, LinearAutoencoder, principal_angles
+
+
+def low_rank_data(n: int = 400, d: int = 12, rank: int = 3, noise: float = 0.05) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(d, rank, generator=generator))[0]  # [d, r]
+    scales = torch.tensor([3.0, 2.0, 1.0])
+    codes = torch.randn(n, rank, generator=generator) * scales
+    return codes @ basis.T + 1.5 + noise * torch.randn(n, d, generator=generator)
+
+
+def quiet_trainer(epochs: int) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+    )
+
+
+def loader(
+    x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 50
+) -> torch.utils.data.DataLoader:
+    y = torch.zeros(len(x), dtype=torch.long) if y is None else y
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size)
+
+
+def test_closed_form_pca_matches_svd() -> None:
+    x = low_rank_data()
+    model = LinearAutoencoder(input_shape=[12], latent_dim=3).double()
+    ratio = model.fit_pca(x)
+    centred = (x - x.mean(0)).double()
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    eigenvalues = s**2 / len(x)
+    torch.testing.assert_close(ratio, eigenvalues[:3].sum() / eigenvalues.sum())
+    reconstruction = model.reconstruct(x.double())
+    squared_error = ((reconstruction - x) ** 2).sum(1).mean()
+    torch.testing.assert_close(squared_error, eigenvalues[3:].sum())  # PCA's optimal error
+    assert principal_angles(model.decoder_weight, vh[:3].T).max() < 1e-6
+    torch.testing.assert_close(model.noise_variance, eigenvalues[3:].mean())
+
+
+def test_ppca_samples_have_the_data_covariance() -> None:
+    x = low_rank_data(noise=0.3).double()
+    model = LinearAutoencoder(input_shape=[12], latent_dim=3).double()
+    model.fit_pca(x)
+    samples = model.sample(200_000, noise=True)
+    data_covariance = torch.cov(x.T, correction=0)
+    eigenvalues, eigenvectors = torch.linalg.eigh(data_covariance)
+    top = eigenvectors[:, -3:]
+    noise = eigenvalues[:-3].mean()
+    ppca = top @ torch.diag(eigenvalues[-3:] - noise) @ top.T + noise * torch.eye(12, dtype=torch.float64)
+    torch.testing.assert_close(torch.cov(samples.T), ppca, atol=0.03, rtol=0.02)
+    torch.testing.assert_close(samples.mean(0), x.mean(0), atol=0.02, rtol=0)
+
+
+def test_gradient_trained_linear_autoencoder_learns_the_principal_subspace() -> None:
+    x = low_rank_data(n=500, noise=0.3)
+    model = LinearAutoencoder(input_shape=[12], latent_dim=3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 1500)
+    model.train()
+    for _ in range(1500):  # full-batch gradient descent on the model's own loss
+        loss = model.objective(model.loss_terms(x))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    model.fit_latent_density(torch.cat(model._epoch_codes[-1:]))
+    exact = LinearAutoencoder(input_shape=[12], latent_dim=3)
+    exact.fit_pca(x)
+    angles = principal_angles(model.decoder_weight, exact.decoder_weight)
+    assert angles.max() < 0.05
+    error = ((model.reconstruct(x) - x) ** 2).sum(1).mean()
+    optimum = ((exact.reconstruct(x) - x) ** 2).sum(1).mean()
+    assert error < optimum * 1.02  # the 1% criterion on MNIST is measured by benchmarks/pca.py
+    assert bool(model.latent_density.fitted) and model.sample(4).shape == (4, 12)
+
+
+def test_closed_form_flag_fits_pca_at_the_start_of_fit() -> None:
+    x = low_rank_data()
+    model = LinearAutoencoder(input_shape=[12], latent_dim=3, closed_form=True)
+    trainer = quiet_trainer(epochs=1)
+    trainer.fit(model, loader(x), loader(x))
+    assert bool(model.closed_form_fitted)
+    exact = LinearAutoencoder(input_shape=[12], latent_dim=3)
+    exact.fit_pca(x)
+    assert principal_angles(model.decoder_weight, exact.decoder_weight).max() < 1e-3
+    assert trainer.callback_metrics["val/explained_variance"] > 0.99
+
+
+def test_autoencoder_fits_a_latent_density_and_samples() -> None:
+    x = torch.rand(120, 1, 8, 8)
+    model = Autoencoder(
+        input_shape=[1, 8, 8], latent_dim=3, hidden_dims=[16], latent_density="gmm", density_components=2
+    )
+    with pytest.raises(RuntimeError, match="sample\\(\\) needs a latent density"):
+        model.sample(2)
+    trainer = quiet_trainer(epochs=2)
+    trainer.fit(model, loader(x, batch_size=40), loader(x, batch_size=40))
+    assert bool(model.latent_density.fitted) and model.latent_density.weights.shape == (2,)
+    samples = model.sample(5)
+    assert samples.shape == (5, 1, 8, 8) and torch.all((samples >= 0) & (samples <= 1))
+    assert set(model.loss_terms(x[:4])) == {"recon"}
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        model.decoder(model.encode(x[:4])), x[:4], reduction="none"
+    )
+    torch.testing.assert_close(model.loss_terms(x[:4])["recon"], bce.sum((1, 2, 3)))
+
+
+def two_blobs() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    y = torch.arange(200) % 2
+    x = torch.zeros(200, 1, 8, 8)
+    x[y == 0, :, :4] = 1.0
+    x[y == 1, :, 4:] = 1.0
+    x = (x * 0.9 + 0.05 * torch.rand(200, 1, 8, 8, generator=generator)).clamp(0, 1)
+    return x, y
+
+
+@pytest.mark.parametrize("estimator", ["monte_carlo", "responsibility"])
+def test_gmm_vae_initialises_its_prior_after_the_warmup_and_clusters(estimator: str) -> None:
+    x, y = two_blobs()
+    model = GMMVAE(
+        input_shape=[1, 8, 8],
+        latent_dim=2,
+        hidden_dims=[32],
+        num_components=2,
+        warmup_epochs=2,
+        kl_estimator=estimator,
+        lr=0.01,
+    )
+    trainer = quiet_trainer(epochs=4)
+    trainer.fit(model, loader(x, y), loader(x, y))
+    assert bool(model.prior_initialized)
+    assert trainer.callback_metrics["val/acc"] == 1.0
+    assert trainer.callback_metrics["val/nmi"] > 0.99 and trainer.callback_metrics["val/ari"] > 0.99
+    predictions = torch.cat(trainer.predict(model, loader(x, y)))
+    assert predictions.dtype == torch.int64 and set(predictions.tolist()) == {0, 1}
+
+
+def test_gmm_vae_warmup_trains_an_autoencoder_but_evaluates_the_elbo() -> None:
+    x, _ = two_blobs()
+    model = GMMVAE(input_shape=[1, 8, 8], latent_dim=2, hidden_dims=[8], num_components=2)
+    model.train()
+    assert torch.all(model.loss_terms(x[:5])["kl"] == 0)
+    model.eval()
+    assert torch.all(model.loss_terms(x[:5])["kl"] != 0)
+
+
+def test_hierarchical_model_exposes_its_tree() -> None:
+    x, y = two_blobs()
+    model = HierarchicalGMMVAE(
+        input_shape=[1, 8, 8], latent_dim=2, hidden_dims=[32], num_components=4, warmup_epochs=1
+    )
+    trainer = quiet_trainer(epochs=2)
+    trainer.fit(model, loader(x, y), loader(x, y))
+    assert bool(model.prior.has_tree)
+    linkage = model.linkage_matrix()
+    assert linkage.shape == (3, 4) and hierarchy.is_valid_linkage(linkage)
+    assert np.all(np.diff(linkage[:, 2]) >= 0) or hierarchy.is_monotonic(linkage)
+    levels = model.predict_hierarchy(x[:20])
+    assert levels.shape == (20, 4)
+    assert torch.all(levels[:, 0] == 0)  # one cluster at the top
+    leaves = model.predict_cluster(x[:20])
+    for leaf in leaves.unique():  # the finest level is a relabelling of the leaves
+        assert levels[leaves == leaf, 3].unique().numel() == 1
+    assert "val/tree" in trainer.callback_metrics
+    assert isinstance(model.plot_dendrogram([f"leaf {i}" for i in range(4)]), Figure)
+
+
+@pytest.mark.parametrize(
+    ("model_class", "kwargs", "message"),
+    [
+        (GMMVAE, {"num_components": 1}, "num_components must be an integer >= 2; got 1"),
+        (GMMVAE, {"kl_estimator": "exact"}, "kl_estimator must be one of"),
+        (GMMVAE, {"warmup_epochs": -1}, "warmup_epochs must be an integer >= 0"),
+        (HierarchicalGMMVAE, {"tree_sigma": 0.0}, "tree_sigma must be > 0"),
+        (HierarchicalGMMVAE, {"linkage_method": "median"}, "linkage_method must be one of"),
+        (Autoencoder, {"latent_density": "flow"}, "latent_density must be one of"),
+        (LinearAutoencoder, {"latent_dim": 0}, "latent_dim must be an integer >= 1; got 0"),
+    ],
+)
+def test_bad_arguments(model_class: type, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        model_class(**kwargs)
+
+
+def test_linear_autoencoder_is_linear() -> None:
+    model = LinearAutoencoder(input_shape=[1, 4, 4], latent_dim=2)
+    a, b = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    code = model.encode
+    torch.testing.assert_close(
+        code(a + b) - code(torch.zeros_like(a)), code(a) + code(b) - 2 * code(torch.zeros_like(a))
+    )
+    assert math.prod(model.decoder_weight.shape) == 16 * 2

@@ -1,0 +1,120 @@
+"""Expectation-maximisation for diagonal Gaussian mixtures, in torch (runs on the training device).
+
+Used to initialise the mixture priors from the codes of a warmed-up encoder, and to fit the
+latent density of deterministic autoencoders.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+MIN_VARIANCE = 1e-4
+
+
+@dataclass
+class DiagonalGMM:
+    """A fitted mixture: ``weights`` [K], ``means`` [K, D], ``variances`` [K, D], and the
+    average log-likelihood per point of the data it was fitted to."""
+
+    weights: torch.Tensor
+    means: torch.Tensor
+    variances: torch.Tensor
+    log_likelihood: float
+
+    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        """``log pi_k + log N(x; mu_k, diag(var_k))``: [N, D] -> [N, K]."""
+        return self.weights.log() + _diagonal_normal_log_prob(x, self.means, self.variances)
+
+
+def _diagonal_normal_log_prob(x: torch.Tensor, means: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
+    # x [N, D], means/variances [K, D] -> [N, K], by expanding the square (no [N, K, D] tensor)
+    precision = variances.reciprocal()  # [K, D]
+    quadratic = (
+        (x**2) @ precision.T - 2 * x @ (means * precision).T + (means**2 * precision).sum(-1)
+    )  # [N, K]
+    log_det = variances.log().sum(-1)  # [K]
+    return -0.5 * (quadratic + log_det + x.shape[1] * math.log(2 * math.pi))
+
+
+def _kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding: [N, D] -> [k, D] centres drawn with probability ~ squared distance."""
+    first = torch.randint(x.shape[0], (1,), generator=generator, device=x.device)
+    centres = [x[first[0]]]
+    distance = ((x - centres[0]) ** 2).sum(-1)
+    for _ in range(1, k):
+        index = torch.multinomial(distance / distance.sum(), 1, generator=generator)
+        centres.append(x[index[0]])
+        distance = torch.minimum(distance, ((x - centres[-1]) ** 2).sum(-1))
+    return torch.stack(centres)
+
+
+def _kmeans(x: torch.Tensor, centres: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Lloyd's iterations from ``centres``; returns the hard assignment [N]."""
+    for _ in range(iterations):
+        assignment = torch.cdist(x, centres).argmin(-1)
+        counts = torch.bincount(assignment, minlength=centres.shape[0]).unsqueeze(-1)
+        sums = torch.zeros_like(centres).index_add_(0, assignment, x)
+        centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
+    return torch.cdist(x, centres).argmin(-1)
+
+
+def fit_diagonal_gmm(
+    x: torch.Tensor,
+    num_components: int,
+    iterations: int = 100,
+    restarts: int = 3,
+    seed: int = 0,
+    tolerance: float = 1e-5,
+) -> DiagonalGMM:
+    """Maximum-likelihood diagonal Gaussian mixture by EM, best of ``restarts`` k-means++ starts.
+
+    E-step: ``r_nk = softmax_k(log pi_k + log N(x_n; mu_k, var_k))``; M-step:
+    ``pi_k = mean_n r_nk``, ``mu_k = sum_n r_nk x_n / sum_n r_nk``,
+    ``var_k = sum_n r_nk (x_n - mu_k)^2 / sum_n r_nk + 1e-4``. Each restart is seeded by k-means++
+    followed by 10 Lloyd iterations. Computed in float64.
+
+    Args:
+        x: data [N, D].
+        num_components: ``K``; at most ``N``.
+        iterations: EM iterations per restart (stops earlier when the average log-likelihood
+            improves by less than ``tolerance``).
+        restarts: independent starts; the one with the highest likelihood is returned.
+        seed: seed of the k-means++ draws.
+    """
+    if x.ndim != 2 or x.shape[0] < num_components:
+        raise ValueError(
+            f"fit_diagonal_gmm needs data [N, D] with N >= num_components={num_components}; "
+            f"got shape {list(x.shape)}"
+        )
+    data = x.detach().double()
+    generator = torch.Generator(device=data.device).manual_seed(seed)
+    best: DiagonalGMM | None = None
+    for _ in range(restarts):
+        assignment = _kmeans(data, _kmeans_plus_plus(data, num_components, generator), 10)
+        responsibilities = torch.nn.functional.one_hot(assignment, num_components).double()
+        previous = -math.inf
+        for _ in range(iterations):
+            model = _maximisation(data, responsibilities)
+            log_joint = model.log_joint(data)  # [N, K]
+            log_likelihood = torch.logsumexp(log_joint, -1).mean().item()
+            responsibilities = torch.softmax(log_joint, -1)
+            if log_likelihood - previous < tolerance:
+                break
+            previous = log_likelihood
+        model.log_likelihood = log_likelihood
+        if best is None or model.log_likelihood > best.log_likelihood:
+            best = model
+    return DiagonalGMM(
+        best.weights.to(x.dtype), best.means.to(x.dtype), best.variances.to(x.dtype), best.log_likelihood
+    )
+
+
+def _maximisation(x: torch.Tensor, responsibilities: torch.Tensor) -> DiagonalGMM:
+    counts = responsibilities.sum(0) + 1e-10  # [K]
+    means = responsibilities.T @ x / counts.unsqueeze(-1)  # [K, D]
+    second = responsibilities.T @ (x**2) / counts.unsqueeze(-1)
+    variances = (second - means**2).clamp_min(0) + MIN_VARIANCE
+    return DiagonalGMM(counts / counts.sum(), means, variances, -math.inf)

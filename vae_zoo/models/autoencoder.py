@@ -1,0 +1,292 @@
+"""Deterministic autoencoders: a non-linear one and PCA as a linear one."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
+from torchmetrics import ExplainedVariance
+
+from vae_zoo.likelihoods import LikelihoodName
+from vae_zoo.mixtures import fit_diagonal_gmm
+from vae_zoo.models.base import Batch, LatentVariableModel, batch_inputs, check_int
+from vae_zoo.nn import Architecture
+
+LatentDensityName = Literal["gaussian", "gmm"]
+
+
+class LatentDensity(nn.Module):
+    """A mixture of full-covariance Gaussians over codes, fitted after (or during) training.
+
+    ``p(z) = sum_k w_k N(z; m_k, L_k L_k^T)``; stored as buffers so it travels with checkpoints.
+    """
+
+    def __init__(self, latent_dim: int, num_components: int) -> None:
+        super().__init__()
+        self.register_buffer("weights", torch.full((num_components,), 1.0 / num_components))
+        self.register_buffer("means", torch.zeros(num_components, latent_dim))
+        self.register_buffer("scale_tril", torch.eye(latent_dim).repeat(num_components, 1, 1))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    def distribution(self) -> MixtureSameFamily:
+        """The fitted density as a ``torch.distributions`` object."""
+        components = MultivariateNormal(self.means, scale_tril=self.scale_tril, validate_args=False)
+        return MixtureSameFamily(Categorical(probs=self.weights, validate_args=False), components)
+
+    @torch.no_grad()
+    def fit(self, codes: torch.Tensor, kind: str, seed: int = 0) -> None:
+        """Fit to ``codes`` [N, D]: one full-covariance Gaussian (``"gaussian"``) or a diagonal
+        mixture of as many components as this density has, by EM (``"gmm"``)."""
+        data = codes.detach().double()
+        if kind == "gaussian":
+            centred = data - data.mean(0)
+            covariance = centred.T @ centred / max(data.shape[0] - 1, 1)
+            jitter = 1e-6 * torch.eye(data.shape[1], dtype=data.dtype, device=data.device)
+            self.weights.fill_(1.0)
+            self.means.copy_(data.mean(0, keepdim=True))
+            self.scale_tril.copy_(torch.linalg.cholesky(covariance + jitter).unsqueeze(0))
+        else:
+            gmm = fit_diagonal_gmm(data, self.weights.shape[0], seed=seed)
+            self.weights.copy_(gmm.weights)
+            self.means.copy_(gmm.means)
+            self.scale_tril.copy_(torch.diag_embed(gmm.variances.sqrt()))
+        self.fitted.fill_(True)
+
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` codes: [n, D]."""
+        return self.distribution().sample((n,))
+
+
+class Autoencoder(LatentVariableModel):
+    """Deterministic autoencoder: ``z = f(x)``, ``loss = -log p(x | g(z))``.
+
+    With ``likelihood="bernoulli"`` the loss is the binary cross-entropy; with ``"gaussian"`` and
+    variance ``c`` it is ``||x - g(z)||^2 / (2c)`` plus a constant (squared error).
+
+    To sample, a density is fitted to the codes of the training examples seen in each epoch
+    (before that epoch's validation, so checkpoints carry it): one full-covariance Gaussian or a
+    mixture of ``density_components`` Gaussians (``latent_density``); :meth:`sample` decodes
+    draws from it. Under DDP the codes of all processes are gathered before the fit.
+
+    Args:
+        latent_density: ``"gaussian"`` or ``"gmm"``.
+        density_components: components of the ``"gmm"`` density.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (1, 28, 28),
+        latent_dim: int = 16,
+        architecture: Architecture = "mlp",
+        hidden_dims: Sequence[int] = (512, 256),
+        likelihood: LikelihoodName = "bernoulli",
+        likelihood_variance: float = 1.0,
+        learn_likelihood_variance: bool = False,
+        lr: float = 1e-3,
+        latent_density: LatentDensityName = "gaussian",
+        density_components: int = 10,
+    ) -> None:
+        if latent_density not in ("gaussian", "gmm"):
+            raise ValueError(f"latent_density must be one of ['gaussian', 'gmm']; got {latent_density!r}")
+        check_int("density_components", density_components, minimum=1)
+        super().__init__(
+            input_shape,
+            latent_dim,
+            architecture,
+            hidden_dims,
+            likelihood,
+            likelihood_variance,
+            learn_likelihood_variance,
+            lr,
+        )
+        self.latent_density_kind = latent_density
+        components = 1 if latent_density == "gaussian" else density_components
+        self.latent_density = LatentDensity(latent_dim, components)
+        self._epoch_codes: list[torch.Tensor] = []
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.encode(x)  # [B, D]
+        if self.training:
+            self._epoch_codes.append(z.detach())
+        return {"recon": -self.likelihood.log_prob(x, self.decoder(z))}
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        if not bool(self.latent_density.fitted):
+            raise RuntimeError(
+                "sample() needs a latent density: train the model (or call fit_latent_density)"
+            )
+        return self.decode(self.latent_density.sample(n))
+
+    @torch.no_grad()
+    def fit_latent_density(self, codes: torch.Tensor) -> None:
+        """Fit the sampling density to ``codes`` [N, D]."""
+        self.latent_density.fit(codes, self.latent_density_kind)
+
+    def _fit_pending_codes(self) -> None:
+        if not self._epoch_codes:
+            return
+        codes = torch.cat(self._epoch_codes)
+        self._epoch_codes.clear()
+        if self.trainer.world_size > 1:
+            codes = self.all_gather(codes).flatten(0, 1)
+        self.fit_latent_density(codes)
+
+    def on_validation_epoch_start(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._fit_pending_codes()
+
+    def on_train_epoch_end(self) -> None:
+        self._fit_pending_codes()
+
+
+class LinearAutoencoder(Autoencoder):
+    """PCA as a linear autoencoder: ``z = W_e x + b_e``, ``x_hat = W_d z + b_d``, squared error.
+
+    Trained by gradient descent on ``||x - x_hat||^2`` (a Gaussian likelihood with ``c = 1/2``);
+    it learns the top-``k`` principal subspace, not the directions themselves (Baldi & Hornik
+    1989, Kunin et al. 2019). :meth:`fit_pca` sets the exact optimum in closed form from the SVD
+    of the centred data ``X - mu = U S V^T``: ``W_e = V_k^T``, ``b_e = -V_k^T mu``,
+    ``W_d = V_k``, ``b_d = mu``; ``closed_form=True`` does this on the training data at the start
+    of ``fit`` (``--model.closed_form true``) and then takes no gradient step (an optimizer such as
+    Adam would move the weights off the optimum), so one epoch suffices to validate and save it.
+
+    Sampling follows probabilistic PCA (Tipping & Bishop 1999): with eigenvalues ``l_j`` of the
+    data covariance, the noise variance is the mean of the discarded ones,
+    ``s^2 = sum_{j>k} l_j / (d - k)``, the codes are ``N(0, diag(l_1..l_k) - s^2 I)``, and
+    ``sample(n, noise=True)`` adds ``N(0, s^2 I)`` to the decoded mean. Gradient-trained models
+    use the codes' fitted Gaussian, shrunk the same way, ``S - s^2 (W_d^T W_d)^{-1}``, with
+    ``s^2`` estimated as the training squared error over ``d - k``.
+
+    Validation and test log ``explained_variance`` (torchmetrics, variance-weighted) and
+    ``sq_error`` (per example).
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (1, 28, 28),
+        latent_dim: int = 16,
+        lr: float = 1e-3,
+        closed_form: bool = False,
+    ) -> None:
+        super().__init__(input_shape, latent_dim, "mlp", (), "gaussian", 0.5, False, lr, "gaussian", 1)
+        self.register_buffer("noise_variance", torch.tensor(0.0))
+        self.register_buffer("closed_form_fitted", torch.tensor(False))
+        self._epoch_squared_error = [torch.zeros(()), 0]
+        self.val_explained_variance = ExplainedVariance(multioutput="variance_weighted")
+        self.test_explained_variance = ExplainedVariance(multioutput="variance_weighted")
+
+    @property
+    def data_dim(self) -> int:
+        """``d``, the number of inputs per example."""
+        return math.prod(self.input_shape)
+
+    @property
+    def decoder_weight(self) -> torch.Tensor:
+        """``W_d`` [d, k]: its columns span the learned subspace."""
+        return self.decoder[0][0].weight
+
+    def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = super().loss_terms(x)
+        if self.training:
+            # with c = 1/2: -log p(x|z) = ||x - x_hat||^2 + (d/2) log(pi)
+            squared_error = terms["recon"].detach() - 0.5 * self.data_dim * math.log(math.pi)
+            self._epoch_squared_error = [
+                self._epoch_squared_error[0].to(x.device) + squared_error.sum(),
+                self._epoch_squared_error[1] + x.shape[0],
+            ]
+        return terms
+
+    @torch.no_grad()
+    def fit_pca(self, x: torch.Tensor) -> torch.Tensor:
+        """Set the weights to the exact top-``k`` PCA of ``x`` [N, *shape]; return the explained
+        variance ratio ``sum_{j<=k} l_j / sum_j l_j``."""
+        k = self.latent_dim
+        data = x.flatten(1).double()
+        mean = data.mean(0)
+        _, singular_values, vh = torch.linalg.svd(data - mean, full_matrices=False)
+        eigenvalues = singular_values**2 / data.shape[0]  # of the (biased) covariance
+        components = vh[:k]  # [k, d]
+        encoder, decoder = self.encoder[1][0], self.decoder[0][0]
+        encoder.weight.copy_(components)
+        encoder.bias.copy_(-components @ mean)
+        decoder.weight.copy_(components.T)
+        decoder.bias.copy_(mean)
+        noise = (
+            eigenvalues[k:].sum() / (self.data_dim - k) if self.data_dim > k else eigenvalues.new_zeros(())
+        )
+        self.noise_variance.fill_(noise)
+        code_variances = (eigenvalues[:k] - noise).clamp_min(0)  # PPCA: l_j - s^2 >= 0 at the optimum
+        self.latent_density.weights.fill_(1.0)
+        self.latent_density.means.zero_()
+        self.latent_density.scale_tril.copy_(torch.diag(code_variances.sqrt()).unsqueeze(0))
+        self.latent_density.fitted.fill_(True)
+        self.closed_form_fitted.fill_(True)
+        return eigenvalues[:k].sum() / eigenvalues.sum()
+
+    @torch.no_grad()
+    def fit_latent_density(self, codes: torch.Tensor) -> None:
+        squared_error, count = self._epoch_squared_error
+        self._epoch_squared_error = [torch.zeros(()), 0]
+        if bool(self.closed_form_fitted) and not self.hparams.closed_form:
+            self.closed_form_fitted.fill_(False)
+        if bool(self.closed_form_fitted):
+            return  # the PPCA density of fit_pca is exact
+        super().fit_latent_density(codes)
+        if count and self.data_dim > self.latent_dim:
+            noise = squared_error / count / (self.data_dim - self.latent_dim)
+            self.noise_variance.fill_(float(noise))
+        weight = self.decoder_weight.double()
+        covariance = self.latent_density.scale_tril[0].double() @ self.latent_density.scale_tril[0].double().T
+        shrunk = covariance - self.noise_variance.double() * torch.linalg.inv(weight.T @ weight)
+        eigenvalues, eigenvectors = torch.linalg.eigh(shrunk)
+        # a not-yet-converged model can have a shrunk direction below zero: that direction gets no spread
+        root = eigenvectors @ torch.diag(eigenvalues.clamp_min(0).sqrt())
+        jitter = 1e-9 * torch.eye(root.shape[0], dtype=root.dtype, device=root.device)
+        self.latent_density.scale_tril[0].copy_(torch.linalg.cholesky(root @ root.T + jitter))
+
+    def on_train_start(self) -> None:
+        if self.hparams.closed_form and not bool(self.closed_form_fitted):
+            inputs = torch.cat([batch_inputs(b).to(self.device) for b in self.trainer.train_dataloader])
+            if self.trainer.world_size > 1:
+                inputs = self.all_gather(inputs).flatten(0, 1)
+            ratio = self.fit_pca(inputs)
+            self.print(
+                f"closed-form PCA fit: explained variance ratio {float(ratio):.4f} at k={self.latent_dim}"
+            )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        if self.hparams.closed_form:
+            return None  # the weights are the exact PCA: Lightning skips the optimizer step
+        return super().training_step(batch, batch_idx)
+
+    @torch.no_grad()
+    def sample(self, n: int, noise: bool = False) -> torch.Tensor:
+        """``n`` draws ``W_d z + b_d`` (plus ``N(0, s^2 I)`` when ``noise``): [n, *input_shape]."""
+        mean = super().sample(n)
+        return mean + noise * self.noise_variance.sqrt() * torch.randn_like(mean)
+
+    def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
+        loss = super()._evaluation_step(batch, stage)
+        x = batch_inputs(batch)
+        metric = self.val_explained_variance if stage == "val" else self.test_explained_variance
+        metric.update(self.reconstruct(x).flatten(1), x.flatten(1))
+        self.log(f"{stage}/explained_variance", metric, on_step=False, on_epoch=True)
+        return loss
+
+
+def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Principal angles (radians, largest first) between the column spaces of ``a`` [d, k] and
+    ``b`` [d, m], by scipy's ``subspace_angles``."""
+    from scipy.linalg import subspace_angles
+
+    return torch.from_numpy(
+        subspace_angles(a.detach().double().cpu().numpy(), b.detach().double().cpu().numpy())
+    )

@@ -1,0 +1,172 @@
+"""VAE with a trainable Gaussian-mixture prior (GMM-VAE), initialised from the data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch.distributions import Normal
+from torchmetrics import MetricCollection
+from torchmetrics.clustering import AdjustedRandScore, NormalizedMutualInfoScore
+
+from vae_zoo.likelihoods import LikelihoodName
+from vae_zoo.metrics import ClusteringAccuracy
+from vae_zoo.mixtures import fit_diagonal_gmm
+from vae_zoo.models.base import Batch, batch_inputs, check_int
+from vae_zoo.models.vae import VAE
+from vae_zoo.nn import Architecture
+from vae_zoo.priors import GaussianMixture
+
+KLEstimator = Literal["monte_carlo", "responsibility"]
+
+
+class GMMVAE(VAE):
+    """VAE whose prior is a trainable mixture of ``K`` diagonal Gaussians.
+
+    ``loss = E_q[-log p(x|z)] + kl_weight * KL`` where the KL is estimated either
+
+    * ``"monte_carlo"``: ``log q(z|x) - logsumexp_k(log pi_k + log N(z; mu_k, sigma_k^2))`` at the
+      reparameterized draw ``z``; or
+    * ``"responsibility"``: VaDE's bound ``sum_k g_k KL(q || N_k) + KL(g || pi)``,
+      ``g = p(k | z)``.
+
+    To avoid collapsing into one cluster, the prior is initialised from the data: the first
+    ``warmup_epochs`` train a deterministic autoencoder (``z`` = posterior mean, no KL); then the
+    codes of the whole training set are encoded and a diagonal GMM is fitted to them by EM
+    (:func:`~vae_zoo.mixtures.fit_diagonal_gmm`, on the training device), which becomes the prior.
+    The initialisation is part of ``fit``, stored in the checkpoint and not repeated on resume.
+
+    The cluster of an input is ``argmax_k p(k | z = mu(x))`` (:meth:`predict_cluster`, and what
+    ``predict`` returns). Validation and test log ``acc`` (Hungarian matching), ``nmi``
+    (arithmetic normaliser) and ``ari`` when batches carry labels.
+
+    Args:
+        num_components: ``K``, the number of mixture components.
+        kl_estimator: ``"monte_carlo"`` or ``"responsibility"``.
+        warmup_epochs: autoencoder epochs before the mixture is fitted (0: fit to the codes of
+            the untrained encoder at the start).
+        learn_mixture_weights: learn ``pi`` (else fixed at the EM estimate).
+        em_restarts, em_iterations: of the EM fit.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (1, 28, 28),
+        latent_dim: int = 10,
+        architecture: Architecture = "mlp",
+        hidden_dims: Sequence[int] = (500, 500, 2000),
+        likelihood: LikelihoodName = "bernoulli",
+        likelihood_variance: float = 1.0,
+        learn_likelihood_variance: bool = False,
+        lr: float = 1e-3,
+        num_components: int = 10,
+        kl_estimator: KLEstimator = "monte_carlo",
+        warmup_epochs: int = 10,
+        learn_mixture_weights: bool = True,
+        em_restarts: int = 3,
+        em_iterations: int = 100,
+    ) -> None:
+        check_int("num_components", num_components, minimum=2)
+        check_int("warmup_epochs", warmup_epochs, minimum=0)
+        check_int("em_restarts", em_restarts, minimum=1)
+        check_int("em_iterations", em_iterations, minimum=1)
+        if kl_estimator not in ("monte_carlo", "responsibility"):
+            raise ValueError(
+                f"kl_estimator must be one of ['monte_carlo', 'responsibility']; got {kl_estimator!r}"
+            )
+        super().__init__(
+            input_shape,
+            latent_dim,
+            architecture,
+            hidden_dims,
+            likelihood,
+            likelihood_variance,
+            learn_likelihood_variance,
+            lr,
+        )
+        self.register_buffer("prior_initialized", torch.tensor(False))
+        clustering = MetricCollection(
+            {
+                "acc": ClusteringAccuracy(),
+                "nmi": NormalizedMutualInfoScore(average_method="arithmetic"),
+                "ari": AdjustedRandScore(),
+            }
+        )
+        self.val_clustering = clustering.clone(prefix="val/")
+        self.test_clustering = clustering.clone(prefix="test/")
+
+    def build_prior(self) -> GaussianMixture:
+        hp = self.hparams
+        return GaussianMixture(self.latent_dim, hp.num_components, hp.learn_mixture_weights)
+
+    @property
+    def warming_up(self) -> bool:
+        """Whether training is still in the autoencoder warm-up."""
+        return not bool(self.prior_initialized)
+
+    def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not (self.training and self.warming_up):
+            return super().loss_terms(x)
+        # autoencoder warm-up of training: z is the posterior mean and the latent terms are zero;
+        # evaluation always reports the model's true negative ELBO, so checkpoints compare
+        posterior = self.posterior(x)
+        recon = -self.likelihood.log_prob(x, self.decoder(posterior.mean))
+        zeros = torch.zeros_like(recon)
+        return {"recon": recon, **{name: zeros for name in self.latent_terms(posterior, posterior.mean)}}
+
+    def latent_terms(self, posterior: Normal, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.hparams.kl_estimator == "responsibility":
+            return {"kl": self.prior.kl_responsibility(posterior, z)}
+        return {"kl": self.prior.kl(posterior, z)}
+
+    @torch.no_grad()
+    def predict_cluster(self, x: torch.Tensor) -> torch.Tensor:
+        """The most responsible component at the posterior mean: [B, *shape] -> [B] int64."""
+        return self.prior.responsibilities(self.encode(x)).argmax(-1)
+
+    # ----------------------------------------------------------------- prior initialisation
+    def on_train_epoch_start(self) -> None:
+        if self.warming_up and self.current_epoch >= self.hparams.warmup_epochs:
+            self.initialize_prior(self.training_codes())
+
+    @torch.no_grad()
+    def training_codes(self) -> torch.Tensor:
+        """Posterior means of every training example of this process: [N, D]."""
+        codes = [self.encode(batch_inputs(batch).to(self.device)) for batch in self.trainer.train_dataloader]
+        return torch.cat(codes)
+
+    @torch.no_grad()
+    def initialize_prior(self, codes: torch.Tensor) -> None:
+        """Fit the mixture to ``codes`` [N, D] by EM and make it the prior.
+
+        Under DDP the codes of all processes are gathered and the fit of rank zero is broadcast,
+        so every process starts from the same prior.
+        """
+        hp = self.hparams
+        if self.trainer is not None and self.trainer.world_size > 1:
+            codes = self.all_gather(codes).flatten(0, 1)
+        gmm = fit_diagonal_gmm(codes, hp.num_components, hp.em_iterations, hp.em_restarts, seed=0)
+        self.prior.set_parameters(gmm.weights, gmm.means, gmm.variances)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            for tensor in (self.prior.means, self.prior.raw_log_variances, self.prior.logits):
+                tensor.copy_(self.trainer.strategy.broadcast(tensor, src=0))
+        self.prior_initialized.fill_(True)
+        self.on_prior_initialized(codes)
+
+    def on_prior_initialized(self, codes: torch.Tensor) -> None:
+        """Called after the mixture was fitted to ``codes``; subclasses build on it."""
+
+    # ----------------------------------------------------------------- clustering metrics
+    def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
+        loss = super()._evaluation_step(batch, stage)
+        if isinstance(batch, torch.Tensor) or len(batch) < 2:
+            return loss
+        metrics = self.val_clustering if stage == "val" else self.test_clustering
+        metrics.update(self.predict_cluster(batch[0]), batch[1])
+        self.log_dict(metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """The cluster of each input: [B] int64."""
+        return self.predict_cluster(batch_inputs(batch))

@@ -1,0 +1,145 @@
+"""VAE with the hierarchical mixture prior: components on the leaves of a binary tree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from scipy.cluster import hierarchy
+from torch.distributions import Normal
+
+from vae_zoo.likelihoods import LikelihoodName
+from vae_zoo.models.gmm import GMMVAE, KLEstimator
+from vae_zoo.nn import Architecture
+from vae_zoo.priors import TreeMixture
+
+LinkageMethod = Literal["ward", "average", "complete", "single"]
+LINKAGE_METHODS: tuple[str, ...] = ("ward", "average", "complete", "single")
+
+
+class HierarchicalGMMVAE(GMMVAE):
+    """GMM-VAE whose ``K`` mixture components are the leaves of a binary tree.
+
+    Every internal node is a Gaussian ``N(m_n, tree_sigma^2 I)`` with ``m_n`` the mean of its two
+    children's means (:class:`~vae_zoo.priors.TreeMixture`). The loss adds, for each example,
+    the tree term ``tree_weight * sum_k g_k sum_{n in ancestors(k)} -log N(z; m_n, tree_sigma^2 I)``
+    with ``g = p(k | z)``: a code pulled to leaf ``a`` is also pulled to ``a``'s parents, and
+    through them pulls on ``a``'s sibling.
+
+    **How the tree is obtained.** ``K`` need not be a power of two, so the tree is not a fixed
+    balanced one: after the autoencoder warm-up and the EM fit of the leaves (see
+    :class:`GMMVAE`), the leaf means are merged agglomeratively (scipy's ``linkage`` with
+    ``linkage_method``) and the merge order is fixed from then on; the node means keep moving
+    with the leaves. :meth:`linkage_matrix` gives the current hierarchy as a scipy linkage
+    matrix, :meth:`plot_dendrogram` draws it, :meth:`predict_hierarchy` assigns clusters at
+    every level.
+
+    Args:
+        tree_sigma: standard deviation of the internal nodes' Gaussians.
+        tree_weight: weight of the tree term in the loss.
+        linkage_method: how the leaves are merged into the tree.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (1, 28, 28),
+        latent_dim: int = 10,
+        architecture: Architecture = "mlp",
+        hidden_dims: Sequence[int] = (500, 500, 2000),
+        likelihood: LikelihoodName = "bernoulli",
+        likelihood_variance: float = 1.0,
+        learn_likelihood_variance: bool = False,
+        lr: float = 1e-3,
+        num_components: int = 10,
+        kl_estimator: KLEstimator = "monte_carlo",
+        warmup_epochs: int = 10,
+        learn_mixture_weights: bool = True,
+        em_restarts: int = 3,
+        em_iterations: int = 100,
+        tree_sigma: float = 1.0,
+        tree_weight: float = 1.0,
+        linkage_method: LinkageMethod = "ward",
+    ) -> None:
+        if not tree_sigma > 0:
+            raise ValueError(f"tree_sigma must be > 0; got {tree_sigma}")
+        if not tree_weight >= 0:
+            raise ValueError(f"tree_weight must be >= 0; got {tree_weight}")
+        if linkage_method not in LINKAGE_METHODS:
+            raise ValueError(f"linkage_method must be one of {list(LINKAGE_METHODS)}; got {linkage_method!r}")
+        super().__init__(
+            input_shape,
+            latent_dim,
+            architecture,
+            hidden_dims,
+            likelihood,
+            likelihood_variance,
+            learn_likelihood_variance,
+            lr,
+            num_components,
+            kl_estimator,
+            warmup_epochs,
+            learn_mixture_weights,
+            em_restarts,
+            em_iterations,
+        )
+
+    def build_prior(self) -> TreeMixture:
+        hp = self.hparams
+        return TreeMixture(self.latent_dim, hp.num_components, hp.learn_mixture_weights, hp.tree_sigma)
+
+    def latent_terms(self, posterior: Normal, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = super().latent_terms(posterior, z)
+        terms["tree"] = self.prior.tree_nll(z, self.prior.responsibilities(z))
+        return terms
+
+    def loss_weights(self) -> dict[str, float]:
+        return {**super().loss_weights(), "tree": self.hparams.tree_weight}
+
+    def on_prior_initialized(self, codes: torch.Tensor) -> None:
+        means = self.prior.means.detach().double().cpu().numpy()
+        linkage = hierarchy.linkage(means, method=self.hparams.linkage_method)
+        self.prior.set_tree(torch.from_numpy(linkage))
+
+    @torch.no_grad()
+    def linkage_matrix(self) -> np.ndarray:
+        """The current hierarchy as a scipy linkage matrix [K-1, 4].
+
+        Rows keep the merge order fixed at initialisation; a row's height is the distance between
+        its two children's current means, raised where needed to its children's heights so that
+        the matrix stays a valid (monotone) dendrogram.
+        """
+        prior = self.prior
+        k = prior.num_components
+        nodes = torch.cat([prior.means, prior.node_means()]).double().cpu()  # [2K-1, D]
+        heights = np.zeros(2 * k - 1)
+        sizes = np.ones(2 * k - 1)
+        rows = []
+        for row, (left, right) in enumerate(prior.merges.tolist()):
+            distance = float(torch.linalg.vector_norm(nodes[left] - nodes[right]))
+            heights[k + row] = max(distance, heights[left], heights[right])
+            sizes[k + row] = sizes[left] + sizes[right]
+            rows.append([left, right, heights[k + row], sizes[k + row]])
+        return np.array(rows)
+
+    @torch.no_grad()
+    def predict_hierarchy(self, x: torch.Tensor) -> torch.Tensor:
+        """Cluster of each input at every level: [B, *shape] -> [B, K]; column ``j`` is the
+        assignment into ``j + 1`` clusters obtained by cutting the tree (column ``K - 1``: leaves)."""
+        leaves = self.predict_cluster(x).cpu()
+        k = self.prior.num_components
+        cuts = hierarchy.cut_tree(self.linkage_matrix(), n_clusters=list(range(1, k + 1)))  # [K, K]
+        return torch.from_numpy(cuts)[leaves].to(x.device)
+
+    def plot_dendrogram(self, leaf_labels: Sequence[str] | None = None) -> Figure:
+        """A matplotlib figure of :meth:`linkage_matrix` (leaves labelled by ``leaf_labels``);
+        save it with ``figure.savefig(path)``."""
+        figure = Figure(figsize=(6, 3.5))
+        axis = figure.subplots()
+        hierarchy.dendrogram(self.linkage_matrix(), labels=leaf_labels, ax=axis)
+        axis.set_xlabel("leaf (mixture component)")
+        axis.set_ylabel("distance between child means")
+        figure.tight_layout()
+        return figure
