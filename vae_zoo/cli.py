@@ -15,8 +15,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
+import vae_zoo.callbacks
 import vae_zoo.data
-import vae_zoo.models  # noqa: F401  (registers the zoo's classes for short names)
+import vae_zoo.models  # noqa: F401  (registers the classes for short names)
 from vae_zoo.loggers import WandbLogger
 
 CHECKPOINT_DEFAULTS = {

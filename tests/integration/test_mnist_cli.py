@@ -105,3 +105,5 @@ def test_default_logger_is_wandb_offline_without_credentials(tmp_path: Path) -> 
     assert config["model"]["class_path"] in ("vae_zoo.VAE", "vae_zoo.models.VAE")
     assert (runs[0] / f"run-{runs[0].name.rsplit('-', 1)[1]}.wandb").stat().st_size > 0
     assert list((tmp_path / "vae-zoo").glob("*/checkpoints/last.ckpt"))
+    images = {p.name.split("_")[0] for p in (files / "media" / "images").rglob("*.png")}
+    assert {"reconstructions", "samples", "dims", "interpolation"} <= images

@@ -9,7 +9,8 @@ import lightning as L
 import pytest
 import torch
 
-from vae_zoo.models import ALL_MODELS, VAE, BetaVAE
+from vae_zoo.models import ALL_MODELS, GMMVAE, VAE, BetaVAE
+from vae_zoo.models.vae import free_bits_kl
 
 SMALL = {"input_shape": [1, 8, 8], "latent_dim": 3, "hidden_dims": [16]}
 VAE_FAMILY = [model for model in ALL_MODELS if issubclass(model, VAE)]
@@ -91,10 +92,39 @@ def test_capacity_objective_follows_burgess() -> None:
     torch.testing.assert_close(model.objective(terms), torch.tensor(15.0 + 100.0 * 2.0))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(BetaVAE, "global_step", property(lambda self: 400))
-        assert model.capacity() == pytest.approx(10.0)
+        model.on_train_batch_start(None, 0)
+        assert model.kl_capacity == pytest.approx(10.0)
         torch.testing.assert_close(model.objective(terms), torch.tensor(15.0 + 100.0 * 8.0))
         patch.setattr(BetaVAE, "global_step", property(lambda self: 5000))
-        assert model.capacity() == pytest.approx(25.0)
+        model.on_train_batch_start(None, 0)
+        assert model.kl_capacity == pytest.approx(25.0)
+
+
+def test_free_bits_leave_dimensions_below_the_floor_unpenalized() -> None:
+    per_dim = torch.tensor([[0.1, 2.0, 0.3], [0.3, 4.0, 0.1]], requires_grad=True)  # means 0.2, 3, 0.2
+    penalty = free_bits_kl(per_dim, floor=0.5)
+    torch.testing.assert_close(penalty, torch.tensor(0.5 + 3.0 + 0.5))
+    penalty.backward()
+    torch.testing.assert_close(per_dim.grad, torch.tensor([[0.0, 0.5, 0.0], [0.0, 0.5, 0.0]]))
+    grouped = free_bits_kl(torch.tensor([[0.1, 0.2, 3.0, 0.0]]), floor=0.5, groups=2)
+    torch.testing.assert_close(grouped, torch.tensor(0.5 + 3.0))
+    with pytest.raises(ValueError, match="free_bits_groups=3 must divide the latent size 4"):
+        free_bits_kl(torch.zeros(1, 4), 0.5, groups=3)
+
+
+def test_free_bits_in_the_vae_objective() -> None:
+    model = VAE(**SMALL)
+    model.free_bits = 100.0  # every dimension below the floor: the KL gets no gradient
+    terms = model.loss_terms(binary_batch())
+    assert set(terms) == {"recon", "kl", "kl_penalized"}
+    torch.testing.assert_close(terms["kl_penalized"], torch.full((6,), 300.0))
+    model.objective(terms).backward()
+    assert all(p.grad is None or p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+    gmm = GMMVAE(**SMALL)
+    gmm.free_bits = 0.5
+    gmm.eval()
+    with pytest.raises(ValueError, match="free_bits needs a per-dimension KL"):
+        gmm.loss_terms(binary_batch())
 
 
 @pytest.mark.parametrize(

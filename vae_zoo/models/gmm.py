@@ -85,6 +85,8 @@ class GMMVAE(VAE):
             learn_likelihood_variance,
             lr,
         )
+        self.kl_estimator = kl_estimator
+        self.warmup_epochs = warmup_epochs
         self.register_buffer("prior_initialized", torch.tensor(False))
         clustering = MetricCollection(
             {
@@ -108,17 +110,26 @@ class GMMVAE(VAE):
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if not (self.training and self.warming_up):
             return super().loss_terms(x)
-        # autoencoder warm-up of training: z is the posterior mean and the latent terms are zero;
-        # evaluation always reports the model's true negative ELBO, so checkpoints compare
+        # autoencoder warm-up of training: z is the posterior mean; evaluation always reports the
+        # model's true negative ELBO, so checkpoints compare across the switch
         posterior = self.posterior(x)
         recon = -self.likelihood.log_prob(x, self.decoder(posterior.mean))
-        zeros = torch.zeros_like(recon)
-        return {"recon": recon, **{name: zeros for name in self.latent_terms(posterior, posterior.mean)}}
+        return {"recon": recon, **self.latent_terms(posterior, posterior.mean)}
+
+    def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        if not (self.training and self.warming_up):
+            return super().objective(terms)
+        # warm-up trains the reconstruction alone; the latent terms enter with weight 0 so that
+        # every parameter stays in the graph, as DDP requires
+        return terms["recon"].mean() + sum(
+            0.0 * term.mean() for name, term in terms.items() if name != "recon"
+        )
 
     def latent_terms(self, posterior: Normal, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.hparams.kl_estimator == "responsibility":
+        if self.kl_estimator == "responsibility" and self.free_bits <= 0:
             return {"kl": self.prior.kl_responsibility(posterior, z)}
-        return {"kl": self.prior.kl(posterior, z)}
+        # the Monte Carlo KL of the parent (which also refuses free bits, undefined here)
+        return super().latent_terms(posterior, z)
 
     @torch.no_grad()
     def predict_cluster(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,7 +138,7 @@ class GMMVAE(VAE):
 
     # ----------------------------------------------------------------- prior initialisation
     def on_train_epoch_start(self) -> None:
-        if self.warming_up and self.current_epoch >= self.hparams.warmup_epochs:
+        if self.warming_up and self.current_epoch >= self.warmup_epochs:
             self.initialize_prior(self.training_codes())
 
     @torch.no_grad()

@@ -20,15 +20,24 @@ class VAE(LatentVariableModel):
     """Variational autoencoder with a diagonal Gaussian posterior and a ``N(0, I)`` prior.
 
     ``q(z|x) = N(mu(x), diag(sigma^2(x)))``, sampled by ``z = mu + sigma * eps``,
-    ``eps ~ N(0, I)``; the loss is the negative ELBO with a KL weight (1 by default)::
+    ``eps ~ N(0, I)``; the loss is the negative ELBO with a weighted KL::
 
-        loss = E_q[-log p(x|z)] + kl_weight * KL(q(z|x) || p(z))
+        loss = E_q[-log p(x|z)] + kl_weight * KL                       (kl_capacity is None)
+        loss = E_q[-log p(x|z)] + kl_weight * |KL - kl_capacity|       (Burgess et al.)
 
-    The encoder outputs ``[mu, log sigma^2]``; the log-variance is bounded smoothly to
-    ``[-14, 8]``. ``kl_weight`` is a plain attribute so that annealing callbacks can set it.
+    with ``KL`` averaged over the batch, or with free bits (Kingma et al. 2016) replaced by
+    ``sum_g max(free_bits, sum_{j in g} mean_B KL_j)`` over groups ``g`` of latent dimensions
+    (each dimension its own group unless ``free_bits_groups`` is set). ``kl_weight``,
+    ``kl_capacity``, ``free_bits`` and ``free_bits_groups`` are plain attributes that callbacks
+    (:class:`~vae_zoo.callbacks.KLAnnealing`) set during training; the logged ``kl`` is always the
+    true, unweighted KL. The encoder outputs ``[mu, log sigma^2]``; the log-variance is bounded
+    smoothly to ``[-14, 8]``.
     """
 
     kl_weight: float = 1.0
+    kl_capacity: float | None = None
+    free_bits: float = 0.0
+    free_bits_groups: int | None = None
 
     @property
     def encoder_out_features(self) -> int:
@@ -53,17 +62,38 @@ class VAE(LatentVariableModel):
         return {"recon": recon, **self.latent_terms(posterior, z)}
 
     def latent_terms(self, posterior: Normal, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The regularizers of the code, each [B]: here ``{"kl": KL(q(z|x) || p(z))}``."""
-        return {"kl": self.prior.kl(posterior, z)}
+        """The regularizers of the code, each [B]: ``{"kl": KL(q(z|x) || p(z))}``, and with free
+        bits ``"kl_penalized"``, the free-bits KL of the batch repeated per example."""
+        if self.free_bits <= 0:
+            return {"kl": self.prior.kl(posterior, z)}
+        if not isinstance(self.prior, StandardNormal):
+            raise ValueError(
+                f"free_bits needs a per-dimension KL, which {type(self).__name__}'s "
+                f"{type(self.prior).__name__} prior does not have; use it with VAE or BetaVAE"
+            )
+        per_dim = self.prior.kl_per_dim(posterior)  # [B, D]
+        penalized = free_bits_kl(per_dim, self.free_bits, self.free_bits_groups)
+        return {"kl": per_dim.sum(-1), "kl_penalized": penalized.expand(per_dim.shape[0])}
 
     def loss_weights(self) -> dict[str, float]:
         return {"recon": 1.0, "kl": self.kl_weight}
+
+    def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        weights = self.loss_weights()
+        kl_terms = ("kl", "kl_penalized")
+        loss = sum(weights[name] * term.mean() for name, term in terms.items() if name not in kl_terms)
+        kl = terms["kl_penalized" if "kl_penalized" in terms else "kl"].mean()
+        if self.kl_capacity is None:
+            return loss + weights["kl"] * kl
+        return loss + weights["kl"] * (kl - self.kl_capacity).abs()
 
     def step_metrics(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, metrics = super().step_metrics(x, stage)
         metrics[f"{stage}/elbo"] = -(metrics[f"{stage}/recon"] + metrics[f"{stage}/kl"])
         if stage == "train":
             metrics["train/kl_weight"] = torch.tensor(float(self.kl_weight))
+            if self.kl_capacity is not None:
+                metrics["train/kl_capacity"] = torch.tensor(float(self.kl_capacity))
         return loss, metrics
 
     @torch.no_grad()
@@ -118,14 +148,30 @@ class BetaVAE(VAE):
         if not (gamma >= 0 and math.isfinite(gamma)):
             raise ValueError(f"gamma must be a finite number >= 0; got {gamma}")
         check_int("capacity_steps", capacity_steps, minimum=1)
-        self.kl_weight = beta
+        self.capacity_max = capacity_max
+        self.capacity_steps = capacity_steps
+        self.kl_weight = beta if capacity_max is None else gamma
+        self.kl_capacity = None if capacity_max is None else 0.0
 
     def capacity(self) -> float:
-        """The target KL ``C(t)`` at the current global step (nats)."""
-        hp = self.hparams
-        return hp.capacity_max * min(1.0, self.global_step / hp.capacity_steps)
+        """The target KL ``C(t) = C_max * min(1, t / capacity_steps)`` at the current step (nats)."""
+        return self.capacity_max * min(1.0, self.global_step / self.capacity_steps)
 
-    def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.hparams.capacity_max is None:
-            return super().objective(terms)
-        return terms["recon"].mean() + self.hparams.gamma * (terms["kl"].mean() - self.capacity()).abs()
+    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
+        if self.capacity_max is not None:
+            self.kl_capacity = self.capacity()
+
+
+def free_bits_kl(kl_per_dim: torch.Tensor, floor: float, groups: int | None = None) -> torch.Tensor:
+    """Free bits (Kingma et al. 2016): ``sum_g max(floor, sum_{j in g} mean_B KL_j)``.
+
+    ``kl_per_dim`` [B, D]; ``groups`` splits the ``D`` dimensions into that many contiguous
+    groups of equal size (``None``: one group per dimension). Returns a scalar; a group whose
+    KL is below ``floor`` contributes the constant ``floor`` and so gets no gradient.
+    """
+    per_dim = kl_per_dim.mean(0)  # [D]
+    if groups is not None:
+        if per_dim.shape[0] % groups:
+            raise ValueError(f"free_bits_groups={groups} must divide the latent size {per_dim.shape[0]}")
+        per_dim = per_dim.reshape(groups, -1).sum(-1)  # [G]
+    return per_dim.clamp_min(floor).sum()
