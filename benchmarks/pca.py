@@ -20,13 +20,11 @@ import time
 from pathlib import Path
 
 import torch
+from common import hardware
 
 from vae_zoo.cli import VaeZooCLI, cli_classes
 from vae_zoo.data import MNISTDataModule
 from vae_zoo.models import LinearAutoencoder, principal_angles
-
-sys.path.insert(0, str(Path(__file__).parent))
-from quality import hardware
 
 
 def squared_error(model: LinearAutoencoder, x: torch.Tensor) -> float:

@@ -12,25 +12,17 @@ metric; nothing is written to RESULTS.md by hand.
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
+from common import hardware
 
 from vae_zoo.cli import VaeZooCLI, cli_classes
 
 SHOWN = ("test/elbo", "test/nll_iwae", "test/recon", "test/kl", "test/acc", "test/nmi", "test/ari")
-
-
-def hardware() -> str:
-    """A one-line description of the machine the figures come from."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 def run_seed(config: str, seed: int, epochs: int | None, out: Path, extra: list[str]) -> tuple[dict, float]:

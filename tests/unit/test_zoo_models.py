@@ -185,6 +185,8 @@ def test_hierarchical_model_exposes_its_tree() -> None:
     for leaf in leaves.unique():  # the finest level is a relabelling of the leaves
         assert levels[leaves == leaf, 3].unique().numel() == 1
     assert "val/tree" in trainer.callback_metrics
+    assert 0 < trainer.callback_metrics["val/dendrogram_purity"] <= 1
+    assert 0 < trainer.callback_metrics["val/leaf_purity"] <= 1
     assert isinstance(model.plot_dendrogram([f"leaf {i}" for i in range(4)]), Figure)
 
 

@@ -25,7 +25,8 @@ class CollapseDetection(Callback):
 
     Logged (for VAE-family models): ``val/active_units`` (Burda et al.: dimensions whose
     posterior mean varies over the data with variance above ``active_threshold``),
-    ``val/mutual_info`` (an estimate of ``I(x; z)`` in nats), ``val/kl_dim/<j>`` (the average
+    ``val/mutual_info`` (an estimate of ``I(x; z)`` in nats over batches of 256 examples, so at
+    most ``log 256 = 5.55``; see :class:`~vae_zoo.metrics.MutualInformation`), ``val/kl_dim/<j>`` (the average
     KL of each dimension, under a ``N(0, I)`` prior) and, for mixture priors,
     ``val/occupancy_min`` and ``val/occupancy_max`` (fractions of the data assigned to the least
     and most used component).

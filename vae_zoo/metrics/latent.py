@@ -67,6 +67,10 @@ class MutualInformation(Metric):
 
     ``I = E_x E_{q(z|x)} [log q(z | x) - log q(z)]``, with the aggregate posterior ``q(z)``
     estimated within each batch by ``log q(z) ~ logsumexp_j log q(z | x_j) - log B``.
+
+    The estimate is bounded above by ``log B`` (a batch cannot tell apart more than ``B``
+    inputs): near ``log B`` it says "informative", near 0 it says "collapsed", which is what
+    collapse detection needs; it is not a tight estimate of a large mutual information.
     """
 
     full_state_update = False

@@ -12,6 +12,8 @@ from scipy.cluster import hierarchy
 from torch.distributions import Normal
 
 from vae_zoo.likelihoods import LikelihoodName
+from vae_zoo.metrics.hierarchy import DendrogramPurity
+from vae_zoo.models.base import Batch
 from vae_zoo.models.gmm import GMMVAE, KLEstimator
 from vae_zoo.nn import Architecture
 from vae_zoo.priors import TreeMixture
@@ -85,6 +87,8 @@ class HierarchicalGMMVAE(GMMVAE):
             em_restarts,
             em_iterations,
         )
+        self.val_purity = DendrogramPurity(num_components)
+        self.test_purity = DendrogramPurity(num_components)
 
     def build_prior(self) -> TreeMixture:
         hp = self.hparams
@@ -97,6 +101,26 @@ class HierarchicalGMMVAE(GMMVAE):
 
     def loss_weights(self) -> dict[str, float]:
         return {**super().loss_weights(), "tree": self.hparams.tree_weight}
+
+    def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
+        loss = super()._evaluation_step(batch, stage)
+        if not isinstance(batch, torch.Tensor) and len(batch) >= 2 and bool(self.prior.has_tree):
+            metric = self.val_purity if stage == "val" else self.test_purity
+            metric.update(self.predict_cluster(batch[0]), batch[1])
+        return loss
+
+    def _log_purity(self, stage: str) -> None:
+        metric = self.val_purity if stage == "val" else self.test_purity
+        if metric.update_count:
+            metric.set_tree(self.prior.merges)
+            self.log_dict({f"{stage}/{name}": value for name, value in metric.compute().items()})
+        metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_purity("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_purity("test")
 
     def on_prior_initialized(self, codes: torch.Tensor) -> None:
         means = self.prior.means.detach().double().cpu().numpy()
