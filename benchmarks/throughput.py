@@ -1,0 +1,187 @@
+"""Training throughput: vae-zoo through Lightning against a plain PyTorch loop, same model.
+
+    python benchmarks/throughput.py                       # CPU, batch 128, 5 alternations
+    python benchmarks/throughput.py --device cuda --repeats 7 --steps 400
+
+Both sides train the MLP VAE 784-512-256-16 (Bernoulli likelihood, dynamic binarization,
+Adam 1e-3) on the MNIST training split held as one tensor on ``--device``:
+
+* **plain**: the fastest honest loop, written by hand (its own ``nn.Sequential`` networks,
+  analytic KL, ``binary_cross_entropy_with_logits``): index a batch, binarize, step.
+* **vae-zoo**: the ``vae-zoo`` command's path with ``configs/vae_mnist.yaml`` (its logger,
+  checkpointing, KL annealing, collapse detection, image callbacks, progress bar), timed over
+  the training steps only.
+
+The two alternate (plain, vae-zoo, plain, ...) ``--repeats`` times so that machine noise hits
+both; each run times ``--steps`` steps after ``--warmup`` untimed steps. Prints samples per
+second (min / median / max) of each and the ratio of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+
+import lightning as L
+import torch
+from common import hardware
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+from vae_zoo.cli import VaeZooCLI, cli_classes
+from vae_zoo.data import MNISTDataModule
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PlainVAE(nn.Module):
+    """The reference model, written without the library."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 2 * latent_dim)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 784)
+        )
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        mean, log_variance = self.encoder(x).chunk(2, -1)
+        z = mean + torch.exp(0.5 * log_variance) * torch.randn_like(mean)
+        recon = nn.functional.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="none").sum(-1)
+        kl = 0.5 * (mean**2 + log_variance.exp() - 1 - log_variance).sum(-1)
+        return (recon + kl).mean()
+
+
+def plain_run(images: torch.Tensor, batch_size: int, latent_dim: int, steps: int, warmup: int) -> float:
+    """Samples per second of the plain loop over ``steps`` steps after ``warmup``."""
+    device = images.device
+    model = PlainVAE(latent_dim).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    order = torch.randperm(images.shape[0], device=device)
+    start = 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            synchronize(device)
+            start = time.perf_counter()
+        index = order[(step * batch_size) % (images.shape[0] - batch_size) :][:batch_size]
+        x = torch.bernoulli(images[index])
+        loss = model.loss(x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    synchronize(device)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+class StepTimer(Callback):
+    """Times the training steps ``warmup .. warmup + steps``."""
+
+    def __init__(self, warmup: int, batch_size: int, device: torch.device) -> None:
+        self.warmup = warmup
+        self.batch_size = batch_size
+        self.device = device
+        self.start = 0.0
+        self.samples_per_second = 0.0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if batch_idx == self.warmup:
+            synchronize(self.device)
+            self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        synchronize(self.device)
+        timed = trainer.num_training_batches - self.warmup
+        self.samples_per_second = timed * self.batch_size / (time.perf_counter() - self.start)
+
+
+def zoo_run(args: argparse.Namespace, device: torch.device, out: str) -> float:
+    """Samples per second of ``vae-zoo fit --config configs/vae_mnist.yaml`` over the same steps."""
+    timer = StepTimer(args.warmup, args.batch_size, device)
+    cli_args = [
+        "--config",
+        args.config,
+        "--data.batch_size",
+        str(args.batch_size),
+        "--model.latent_dim",
+        str(args.latent_dim),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        str(args.warmup + args.steps),
+        "--trainer.limit_val_batches",
+        "0",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--trainer.default_root_dir",
+        out,
+        "--trainer.accelerator",
+        "gpu" if device.type == "cuda" else "cpu",
+        "--trainer.devices",
+        "1",
+        "--trainer.logger",
+        args.logger,
+        "--trainer.logger.save_dir",
+        out,
+    ]
+    cli = VaeZooCLI(*cli_classes(), args=cli_args, run=False)
+    cli.trainer.callbacks.append(timer)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return timer.samples_per_second
+
+
+def summary(values: list[float]) -> str:
+    return (
+        f"min {min(values):,.0f}  median {statistics.median(values):,.0f}  max {max(values):,.0f} samples/s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", default="configs/vae_mnist.yaml")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--latent-dim", type=int, default=16)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument(
+        "--logger",
+        default="lightning.pytorch.loggers.CSVLogger",
+        help="the logger of the vae-zoo side (the command's default is vae_zoo.loggers.WandbLogger)",
+    )
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    data = MNISTDataModule(binarization="none", download=False)
+    data.setup()
+    images = data.splits["train"][0].to(device)
+    plain, zoo = [], []
+    with tempfile.TemporaryDirectory() as out:
+        for repeat in range(args.repeats):
+            torch.manual_seed(repeat)
+            plain.append(plain_run(images, args.batch_size, args.latent_dim, args.steps, args.warmup))
+            zoo.append(zoo_run(args, device, out))
+            print(f"repeat {repeat}: plain {plain[-1]:,.0f}  vae-zoo {zoo[-1]:,.0f} samples/s", flush=True)
+    print(f"\ncommand: python benchmarks/throughput.py {shlex.join(sys.argv[1:])}")
+    print(
+        f"hardware: {hardware()}; batch {args.batch_size}; "
+        f"{args.steps} timed steps after {args.warmup}; logger of vae-zoo: {args.logger}"
+    )
+    print(f"plain PyTorch: {summary(plain)}")
+    print(f"vae-zoo:       {summary(zoo)}")
+    print(f"ratio vae-zoo / plain (medians): {statistics.median(zoo) / statistics.median(plain):.3f}")
+
+
+if __name__ == "__main__":
+    main()
