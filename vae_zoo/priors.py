@@ -209,12 +209,17 @@ class TreeMixture(GaussianMixture):
         return self.averaging @ self.means
 
     def tree_nll(self, z: torch.Tensor, responsibilities: torch.Tensor) -> torch.Tensor:
-        """``sum_k g_k sum_{n in ancestors(k)} -log N(z; m_n, tree_sigma^2 I)``: per example [B].
+        """``sum_k g_k mean_{n in ancestors(k)} -log N(z; m_n, tree_sigma^2 I)``: per example [B].
 
-        ``responsibilities`` ``g`` [B, K] weight the leaves; zero before a tree is set.
+        ``responsibilities`` ``g`` [B, K] weight the leaves and are treated as constants: the
+        mixture decides where a code belongs, the tree only pulls it (and, through the node means,
+        its leaf's relatives) towards its ancestors. The mean over ancestors, not their sum,
+        keeps leaves of different depths on an equal footing: a sum would make the shallowest
+        leaf the cheapest and draw every code to it. Zero before a tree is set.
         """
         if not bool(self.has_tree):
             return z.new_zeros(z.shape[0])
         nodes = Independent(Normal(self.node_means(), self.tree_sigma, validate_args=False), 1)
         node_nll = -nodes.log_prob(z.unsqueeze(-2))  # [B, K-1]
-        return ((responsibilities @ self.ancestors) * node_nll).sum(-1)
+        ancestor_weights = self.ancestors / self.ancestors.sum(-1, keepdim=True)  # [K, K-1], rows sum to 1
+        return ((responsibilities.detach() @ ancestor_weights) * node_nll).sum(-1)

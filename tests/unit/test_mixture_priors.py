@@ -144,16 +144,19 @@ def test_internal_means_are_means_of_their_children_after_every_optimizer_step()
             torch.testing.assert_close(nodes[5 + row], 0.5 * (nodes[left] + nodes[right]))
 
 
-def test_tree_nll_sums_over_the_ancestors_of_each_leaf() -> None:
+def test_tree_nll_averages_over_the_ancestors_of_each_leaf() -> None:
     prior, linkage = tree_prior()
     z = torch.randn(3, 2)
     gamma = prior.responsibilities(z).detach()
     nodes = prior.node_means().detach()
     leaves_under = hierarchy.to_tree(linkage, rd=True)[1][5:]
+    depth = torch.zeros(5)  # number of ancestors of each leaf
+    for node in leaves_under:
+        depth[node.pre_order()] += 1
     expected = torch.zeros(3)
     for row, node in enumerate(leaves_under):
         nll = -Normal(nodes[row], 0.7).log_prob(z).sum(-1)
-        expected += gamma[:, node.pre_order()].sum(-1) * nll
+        expected += (gamma[:, node.pre_order()] / depth[node.pre_order()]).sum(-1) * nll
     torch.testing.assert_close(prior.tree_nll(z, gamma).detach(), expected)
 
 
@@ -164,6 +167,15 @@ def test_a_pull_on_one_leaf_moves_its_sibling_through_the_parent() -> None:
     gamma = torch.nn.functional.one_hot(torch.tensor([left]), 5).float()
     prior.tree_nll(z, gamma).sum().backward()
     assert prior.means.grad[right].abs().sum() > 0
+
+
+def test_the_tree_term_does_not_move_responsibilities() -> None:
+    prior, _ = tree_prior()
+    z = torch.randn(4, 2, requires_grad=True)
+    gamma = prior.responsibilities(z)
+    prior.zero_grad()
+    prior.tree_nll(z.detach(), gamma).sum().backward()
+    assert prior.logits.grad is None or torch.all(prior.logits.grad == 0)
 
 
 def test_tree_term_is_zero_before_the_tree_is_set() -> None:

@@ -34,7 +34,8 @@ class CollapseDetection(Callback):
     Collapse is declared when any of these holds: fewer than ``min_active_units`` active units;
     every dimension's KL below ``kl_epsilon`` for ``patience`` consecutive epochs; a component
     holding less than ``min_occupancy`` of the data; one component holding more than
-    ``max_occupancy``. Then, with the figures: ``action="warn"`` warns, ``"stop"`` also stops
+    ``max_occupancy`` (not checked while a mixture model is still in its warm-up, when its prior
+    is not yet fitted). Then, with the figures: ``action="warn"`` warns, ``"stop"`` also stops
     training, ``"raise"`` raises :class:`PosteriorCollapseError`. The epoch counter is part of
     the checkpoint.
 
@@ -138,7 +139,7 @@ class CollapseDetection(Callback):
                     f"every dimension's KL < {self.kl_epsilon} nats for {self.low_kl_epochs} epochs "
                     f"(largest {float(kl.max()):.4g})"
                 )
-        if "occupancy" in figures:
+        if "occupancy" in figures and not getattr(pl_module, "warming_up", False):
             share = figures["occupancy"]
             logged.update({"val/occupancy_min": float(share.min()), "val/occupancy_max": float(share.max())})
             if share.min() < self.min_occupancy:

@@ -27,9 +27,10 @@ class HierarchicalGMMVAE(GMMVAE):
 
     Every internal node is a Gaussian ``N(m_n, tree_sigma^2 I)`` with ``m_n`` the mean of its two
     children's means (:class:`~vae_zoo.priors.TreeMixture`). The loss adds, for each example,
-    the tree term ``tree_weight * sum_k g_k sum_{n in ancestors(k)} -log N(z; m_n, tree_sigma^2 I)``
-    with ``g = p(k | z)``: a code pulled to leaf ``a`` is also pulled to ``a``'s parents, and
-    through them pulls on ``a``'s sibling.
+    the tree term ``tree_weight * sum_k g_k mean_{n in ancestors(k)} -log N(z; m_n, tree_sigma^2 I)``
+    with ``g = p(k | z)`` held constant: a code pulled to leaf ``a`` is also pulled to ``a``'s
+    parents, and through them pulls on ``a``'s sibling. (Summing over the ancestors instead, or
+    letting ``g`` move, makes the shallowest leaf the cheapest and collapses all codes into it.)
 
     **How the tree is obtained.** ``K`` need not be a power of two, so the tree is not a fixed
     balanced one: after the autoencoder warm-up and the EM fit of the leaves (see
