@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -177,13 +176,18 @@ def test_hierarchical_model_exposes_its_tree() -> None:
     assert bool(model.prior.has_tree)
     linkage = model.linkage_matrix()
     assert linkage.shape == (3, 4) and hierarchy.is_valid_linkage(linkage)
-    assert np.all(np.diff(linkage[:, 2]) >= 0) or hierarchy.is_monotonic(linkage)
+    table = model.hierarchy_levels()  # [leaf, level]
+    for level in range(4):
+        assert table[:, level].unique().numel() == level + 1  # j + 1 clusters at column j
+    for level in range(3):  # nested: leaves together at a finer level stay together above it
+        for cluster in table[:, level + 1].unique():
+            assert table[table[:, level + 1] == cluster, level].unique().numel() == 1
+    first_merge = [int(i) for i in model.prior.merges[0]]  # the first merge is the last undone
+    assert table[first_merge[0], 2] == table[first_merge[1], 2]
+    leaves = model.predict_cluster(x[:20])
     levels = model.predict_hierarchy(x[:20])
     assert levels.shape == (20, 4)
-    assert torch.all(levels[:, 0] == 0)  # one cluster at the top
-    leaves = model.predict_cluster(x[:20])
-    for leaf in leaves.unique():  # the finest level is a relabelling of the leaves
-        assert levels[leaves == leaf, 3].unique().numel() == 1
+    torch.testing.assert_close(levels, table[leaves])
     assert "val/tree" in trainer.callback_metrics
     assert 0 < trainer.callback_metrics["val/dendrogram_purity"] <= 1
     assert 0 < trainer.callback_metrics["val/leaf_purity"] <= 1

@@ -149,21 +149,42 @@ class HierarchicalGMMVAE(GMMVAE):
             rows.append([left, right, heights[k + row], sizes[k + row]])
         return np.array(rows)
 
+    def hierarchy_levels(self) -> torch.Tensor:
+        """Leaf-to-cluster table at every level: [K, K]; row ``k`` is leaf ``k``, column ``j`` its
+        cluster when the tree is cut into ``j + 1`` clusters by undoing the last ``j`` merges
+        (clusters numbered by their smallest leaf's rank; column ``K - 1`` is the leaves)."""
+        k = self.prior.num_components
+        table = torch.zeros(k, k, dtype=torch.long)
+        merges = self.prior.merges.tolist()
+        for clusters in range(1, k + 1):
+            parent = list(range(2 * k - 1))  # union-find over nodes: apply the first K - n merges
+            for row, (left, right) in enumerate(merges[: k - clusters]):
+                parent[left] = parent[right] = k + row
+
+            def root(node: int, parent: list[int] = parent) -> int:
+                while parent[node] != node:
+                    node = parent[node]
+                return node
+
+            roots = [root(leaf) for leaf in range(k)]
+            first_seen = {r: i for i, r in reversed(list(enumerate(roots)))}
+            order = sorted(set(roots), key=first_seen.get)
+            table[:, clusters - 1] = torch.tensor([order.index(r) for r in roots])
+        return table
+
     @torch.no_grad()
     def predict_hierarchy(self, x: torch.Tensor) -> torch.Tensor:
-        """Cluster of each input at every level: [B, *shape] -> [B, K]; column ``j`` is the
-        assignment into ``j + 1`` clusters obtained by cutting the tree (column ``K - 1``: leaves)."""
-        leaves = self.predict_cluster(x).cpu()
-        k = self.prior.num_components
-        cuts = hierarchy.cut_tree(self.linkage_matrix(), n_clusters=list(range(1, k + 1)))  # [K, K]
-        return torch.from_numpy(cuts)[leaves].to(x.device)
+        """Cluster of each input at every level: [B, *shape] -> [B, K]; column ``j`` is its
+        cluster when the tree is cut into ``j + 1`` clusters (see :meth:`hierarchy_levels`)."""
+        leaves = self.predict_cluster(x)
+        return self.hierarchy_levels().to(x.device)[leaves]
 
     def plot_dendrogram(self, leaf_labels: Sequence[str] | None = None) -> Figure:
         """A matplotlib figure of :meth:`linkage_matrix` (leaves labelled by ``leaf_labels``);
         save it with ``figure.savefig(path)``."""
         figure = Figure(figsize=(6, 3.5))
         axis = figure.subplots()
-        hierarchy.dendrogram(self.linkage_matrix(), labels=leaf_labels, ax=axis)
+        hierarchy.dendrogram(self.linkage_matrix(), labels=leaf_labels, ax=axis, leaf_rotation=90)
         axis.set_xlabel("leaf (mixture component)")
         axis.set_ylabel("distance between child means")
         figure.tight_layout()
