@@ -150,8 +150,11 @@ class KLAnnealing(Callback):
         pl_module.free_bits_groups = self.free_bits_groups
 
     def _progress(self, trainer: L.Trainer) -> tuple[float, float | None]:
+        """Progress ``t`` and, for the cyclical schedule without ``total``, the run's length."""
         if self.unit == "epoch":
             return float(trainer.current_epoch), float(trainer.max_epochs) if trainer.max_epochs else None
+        if self.schedule != "cyclical" or self.total is not None:
+            return float(trainer.global_step), None
         total = trainer.estimated_stepping_batches
         return float(trainer.global_step), float(total) if math.isfinite(total) else None
 

@@ -87,14 +87,16 @@ class VAE(LatentVariableModel):
             return loss + weights["kl"] * kl
         return loss + weights["kl"] * (kl - self.kl_capacity).abs()
 
-    def step_metrics(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        loss, metrics = super().step_metrics(x, stage)
+    def stage_metrics(
+        self, loss: torch.Tensor, terms: dict[str, torch.Tensor], stage: str
+    ) -> dict[str, torch.Tensor]:
+        metrics = super().stage_metrics(loss, terms, stage)
         metrics[f"{stage}/elbo"] = -(metrics[f"{stage}/recon"] + metrics[f"{stage}/kl"])
         if stage == "train":
             metrics["train/kl_weight"] = torch.tensor(float(self.kl_weight))
             if self.kl_capacity is not None:
                 metrics["train/kl_capacity"] = torch.tensor(float(self.kl_capacity))
-        return loss, metrics
+        return metrics
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
