@@ -3,7 +3,7 @@
 from vae_zoo.callbacks.annealing import KLAnnealing
 from vae_zoo.callbacks.collapse import CollapseDetection, PosteriorCollapseError
 from vae_zoo.callbacks.images import image_grid, log_image
-from vae_zoo.callbacks.traversal import ImageGrids, LatentTraversal, lerp, slerp
+from vae_zoo.callbacks.traversal import ImageGrids, LatentTraversal, ValidationImageCallback, lerp, slerp
 
 __all__ = [
     "CollapseDetection",
@@ -11,6 +11,7 @@ __all__ = [
     "KLAnnealing",
     "LatentTraversal",
     "PosteriorCollapseError",
+    "ValidationImageCallback",
     "image_grid",
     "lerp",
     "log_image",

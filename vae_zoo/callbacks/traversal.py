@@ -33,7 +33,39 @@ def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (1 - t) * a + t * b
 
 
-class LatentTraversal(Callback):
+class ValidationImageCallback(Callback):
+    """Base of the image callbacks: keeps the first ``reference_size`` inputs of the first
+    validation batch, and draws every ``every_n_epochs`` epochs (not in the sanity check)."""
+
+    def __init__(self, every_n_epochs: int, reference_size: int) -> None:
+        if not (isinstance(every_n_epochs, int) and every_n_epochs >= 1):
+            raise ValueError(f"every_n_epochs must be an integer >= 1; got {every_n_epochs!r}")
+        self.every_n_epochs = every_n_epochs
+        self.reference_size = reference_size
+        self.reference: torch.Tensor | None = None
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx == 0:
+            self.reference = batch_inputs(batch)[: self.reference_size].detach()
+
+    def draws_now(self, trainer: L.Trainer) -> bool:
+        """Whether this validation epoch end should draw."""
+        return not (
+            trainer.sanity_checking
+            or (trainer.current_epoch + 1) % self.every_n_epochs
+            or self.reference is None
+        )
+
+
+class LatentTraversal(ValidationImageCallback):
     """Every ``every_n_epochs``: decode one latent dimension at a time around a reference code.
 
     The reference is the code of the first validation example. Each row varies one dimension
@@ -60,32 +92,17 @@ class LatentTraversal(Callback):
         num_dims: int = 8,
         dims: Sequence[int] | None = None,
     ) -> None:
-        if not (isinstance(every_n_epochs, int) and every_n_epochs >= 1):
-            raise ValueError(f"every_n_epochs must be an integer >= 1; got {every_n_epochs!r}")
+        super().__init__(every_n_epochs, reference_size=64)
         if not span > 0:
             raise ValueError(f"span must be > 0; got {span}")
         if not (isinstance(steps, int) and steps >= 2):
             raise ValueError(f"steps must be an integer >= 2; got {steps!r}")
         if not (isinstance(num_dims, int) and num_dims >= 1):
             raise ValueError(f"num_dims must be an integer >= 1; got {num_dims!r}")
-        self.every_n_epochs = every_n_epochs
         self.span = span
         self.steps = steps
         self.num_dims = num_dims
         self.dims = list(dims) if dims is not None else None
-        self.reference: torch.Tensor | None = None
-
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if batch_idx == 0:
-            self.reference = batch_inputs(batch)[:64].detach()
 
     @torch.no_grad()
     def ranked_dims(self, pl_module: L.LightningModule, x: torch.Tensor) -> list[int]:
@@ -105,11 +122,7 @@ class LatentTraversal(Callback):
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (
-            trainer.sanity_checking
-            or (trainer.current_epoch + 1) % self.every_n_epochs
-            or self.reference is None
-        ):
+        if not self.draws_now(trainer):
             return
         if not is_image_shape(pl_module.input_shape):
             rank_zero_warn(
@@ -159,7 +172,7 @@ class LatentTraversal(Callback):
         self.dims = state_dict["dims"]
 
 
-class ImageGrids(Callback):
+class ImageGrids(ValidationImageCallback):
     """Every ``every_n_epochs``: inputs next to their reconstructions, and samples from the model.
 
     Logs ``images/reconstructions`` (odd columns inputs, even columns reconstructions, of the
@@ -168,33 +181,14 @@ class ImageGrids(Callback):
     """
 
     def __init__(self, every_n_epochs: int = 1, num_images: int = 32) -> None:
-        if not (isinstance(every_n_epochs, int) and every_n_epochs >= 1):
-            raise ValueError(f"every_n_epochs must be an integer >= 1; got {every_n_epochs!r}")
         if not (isinstance(num_images, int) and num_images >= 1):
             raise ValueError(f"num_images must be an integer >= 1; got {num_images!r}")
-        self.every_n_epochs = every_n_epochs
+        super().__init__(every_n_epochs, reference_size=num_images)
         self.num_images = num_images
-        self.reference: torch.Tensor | None = None
-
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if batch_idx == 0:
-            self.reference = batch_inputs(batch)[: self.num_images].detach()
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (
-            trainer.sanity_checking
-            or (trainer.current_epoch + 1) % self.every_n_epochs
-            or self.reference is None
-        ):
+        if not self.draws_now(trainer):
             return
         if not (trainer.is_global_zero and is_image_shape(pl_module.input_shape)):
             return
