@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -89,7 +90,7 @@ def test_fit_then_test_on_the_checkpoint(config: str, tmp_path: Path) -> None:
     )
     assert metric in result.stdout and "test/loss" in result.stdout
     loss = float(result.stdout.split("test/loss")[1].split()[0])
-    assert 0 < loss < 2000
+    assert math.isfinite(loss) and loss > 0  # a few batches: the value itself is not yet meaningful
 
 
 def test_default_logger_is_wandb_offline_without_credentials(tmp_path: Path) -> None:
