@@ -199,3 +199,19 @@ def test_images_go_to_tensorboard(tmp_path: Path) -> None:
     events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
     events.Reload()
     assert {"images/reconstructions", "images/samples"} <= set(events.Tags()["images"])
+
+
+def test_collapse_detection_counter_survives_resume(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    first = CollapseDetection(action="warn", patience=10)
+    part = trainer(tmp_path, 2, [first])
+    with pytest.warns(UserWarning, match="posterior collapse"):
+        part.fit(BetaVAE(**SMALL, beta=500.0, lr=0.01), blobs(), blobs())
+    assert first.low_kl_epochs == 2
+    part.save_checkpoint(tmp_path / "mid.ckpt")
+    resumed = CollapseDetection(action="warn", patience=10)
+    with pytest.warns(UserWarning, match="posterior collapse at epoch 2"):
+        trainer(tmp_path, 3, [resumed]).fit(
+            BetaVAE(**SMALL, beta=500.0, lr=0.01), blobs(), blobs(), ckpt_path=tmp_path / "mid.ckpt"
+        )
+    assert resumed.low_kl_epochs == 3  # 2 restored + 1, not 1
