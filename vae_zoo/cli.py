@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning as L
 from jsonargparse import Namespace, lazy_instance
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
@@ -75,6 +75,7 @@ class VaeZooCLI(LightningCLI):
         millisecond a step on a CPU, as much as the rest of the framework together."""
         trainer_config = self._get(self.config_init, "trainer", default={})
         callbacks = trainer_config.get("callbacks") or []
+        callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
         if trainer_config.get("enable_progress_bar", True) is not False and not any(
             isinstance(callback, ProgressBar) for callback in callbacks
         ):

@@ -110,3 +110,29 @@ def test_every_model_is_built_by_the_command_and_reloads_from_its_checkpoint(
     reloaded = model_class.load_from_checkpoint(path)
     x = torch.rand(3, 1, 28, 28)
     torch.testing.assert_close(reloaded.encode(x), cli.model.encode(x))
+
+
+@pytest.mark.parametrize(
+    ("extra", "refresh_rate"),
+    [
+        ([], 20),
+        (
+            [
+                "--trainer.callbacks",
+                "lightning.pytorch.callbacks.TQDMProgressBar",
+                "--trainer.callbacks.refresh_rate",
+                "3",
+            ],
+            3,
+        ),
+        (["--trainer.enable_progress_bar", "false"], None),
+    ],
+)
+def test_progress_bar_defaults_to_a_refresh_every_20_steps(
+    extra: list[str], refresh_rate: int | None, synthetic_mnist: Path, tmp_path: Path
+) -> None:
+    args = ["--model", "VAE", "--data", "MNISTDataModule", "--data.data_dir", str(synthetic_mnist)]
+    args += ["--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path), *extra]
+    trainer = VaeZooCLI(*cli_classes(), args=args, run=False).trainer
+    bar = trainer.progress_bar_callback
+    assert (bar.refresh_rate if bar is not None else None) == refresh_rate
