@@ -60,6 +60,9 @@ class VaeZooCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_callback", SaveConfig)
+        # without a logger the config goes to the unversioned default_root_dir: refusing to
+        # overwrite it would make every second run in a folder fail
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
         super().__init__(*args, **kwargs)
 

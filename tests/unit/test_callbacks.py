@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from vae_zoo.callbacks import (
     CollapseDetection,
     ImageGrids,
+    IWAEEvaluation,
     KLAnnealing,
     LatentTraversal,
     PosteriorCollapseError,
@@ -215,3 +216,17 @@ def test_collapse_detection_counter_survives_resume(tmp_path: Path) -> None:
             BetaVAE(**SMALL, beta=500.0, lr=0.01), blobs(), blobs(), ckpt_path=tmp_path / "mid.ckpt"
         )
     assert resumed.low_kl_epochs == 3  # 2 restored + 1, not 1
+
+
+def test_iwae_evaluation_logs_a_bound_tighter_than_the_elbo(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = VAE(**SMALL)
+    run = trainer(tmp_path, 3, [])
+    run.fit(model, blobs())
+    results = trainer(tmp_path, 1, [IWAEEvaluation(num_samples=200, chunk_size=64)]).test(
+        model, blobs(), verbose=False
+    )[0]
+    assert results["test/nll_iwae"] <= -results["test/elbo"] + 0.5  # a tighter bound, up to noise
+    assert results["test/nll_iwae"] > 0
+    with pytest.raises(ValueError, match="IWAEEvaluation needs a model with a posterior"):
+        trainer(tmp_path, 1, [IWAEEvaluation(num_samples=2)]).test(Autoencoder(**SMALL), blobs())
