@@ -113,9 +113,16 @@ class Autoencoder(LatentVariableModel):
 
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.encode(x)  # [B, D]
-        if self.training:
+        if self.collects_training_statistics():
             self._epoch_codes.append(z.detach())
         return {"recon": -self.likelihood.log_prob(x, self.decoder(z))}
+
+    def collects_training_statistics(self) -> bool:
+        """Whether this step's codes feed the sampling density: only in a Trainer's training
+        loop, which fits and clears them every epoch (a loop of the user's own would let them
+        pile up; such a loop calls :meth:`fit_latent_density` itself)."""
+        trainer = self._trainer
+        return self.training and trainer is not None and trainer.training
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
@@ -195,7 +202,7 @@ class LinearAutoencoder(Autoencoder):
 
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = super().loss_terms(x)
-        if self.training:
+        if self.collects_training_statistics():
             # with c = 1/2: -log p(x|z) = ||x - x_hat||^2 + (d/2) log(pi)
             squared_error = terms["recon"].detach() - 0.5 * self.data_dim * math.log(math.pi)
             self._epoch_squared_error = [
