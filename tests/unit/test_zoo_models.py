@@ -220,3 +220,13 @@ def test_linear_autoencoder_is_linear() -> None:
         code(a + b) - code(torch.zeros_like(a)), code(a) + code(b) - 2 * code(torch.zeros_like(a))
     )
     assert math.prod(model.decoder_weight.shape) == 16 * 2
+
+
+def test_the_prior_can_be_initialised_outside_a_trainer() -> None:
+    model = HierarchicalGMMVAE(input_shape=[1, 8, 8], latent_dim=2, hidden_dims=[8], num_components=3)
+    centres = torch.tensor([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    codes = torch.cat([centre + 0.3 * torch.randn(50, 2) for centre in centres])
+    model.initialize_prior(codes)
+    assert bool(model.prior_initialized) and bool(model.prior.has_tree)
+    order = torch.cdist(centres, model.prior.means.detach()).argmin(-1)
+    torch.testing.assert_close(model.prior.means.detach()[order], centres, atol=0.2, rtol=0)

@@ -155,13 +155,15 @@ class GMMVAE(VAE):
         so every process starts from the same prior.
         """
         hp = self.hparams
-        if self.trainer is not None and self.trainer.world_size > 1:
+        trainer = self._trainer  # None when called outside a Trainer
+        distributed = trainer is not None and trainer.world_size > 1
+        if distributed:
             codes = self.all_gather(codes).flatten(0, 1)
         gmm = fit_diagonal_gmm(codes, hp.num_components, hp.em_iterations, hp.em_restarts, seed=0)
         self.prior.set_parameters(gmm.weights, gmm.means, gmm.variances)
-        if self.trainer is not None and self.trainer.world_size > 1:
+        if distributed:
             for tensor in (self.prior.means, self.prior.raw_log_variances, self.prior.logits):
-                tensor.copy_(self.trainer.strategy.broadcast(tensor, src=0))
+                tensor.copy_(trainer.strategy.broadcast(tensor, src=0))
         self.prior_initialized.fill_(True)
         self.on_prior_initialized(codes)
 
