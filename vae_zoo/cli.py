@@ -7,6 +7,8 @@ import path of any LightningModule / LightningDataModule (``my_package.MyVAE``).
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import vae_zoo.models  # noqa: F401  (registers the classes for short names)
 from vae_zoo.loggers import WandbLogger
 
 PROGRESS_REFRESH_RATE = 20
+TRACEBACK_VARIABLE = "VAE_ZOO_TRACEBACK"
 CHECKPOINT_DEFAULTS = {
     "checkpoint.monitor": "val/loss",
     "checkpoint.mode": "min",
@@ -84,6 +87,35 @@ class VaeZooCLI(LightningCLI):
         ):
             kwargs.setdefault("callbacks", [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_RATE)])
         return super().instantiate_trainer(**kwargs)
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a bad argument ends the command with its own message
+        (e.g. "latent_dim must be an integer >= 1; got 0") and exit code 2, not a traceback."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            self._exit_with(error)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run ``subcommand``; missing data files end it with their message and exit code 2."""
+        try:
+            super()._run_subcommand(subcommand)
+        except FileNotFoundError as error:
+            self._exit_with(error)
+
+    def _exit_with(self, error: BaseException) -> None:
+        """Print the first error raised (the root of the chain) on one line and exit with 2;
+        ``VAE_ZOO_TRACEBACK=1`` re-raises it with its traceback instead."""
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise error
+        root = error
+        while root.__cause__ is not None:
+            root = root.__cause__
+        sys.stderr.write(
+            f"vae-zoo {self.subcommand}: error: {type(root).__name__}: {root}\n"
+            f"(run with {TRACEBACK_VARIABLE}=1 for the full traceback)\n"
+        )
+        raise SystemExit(2)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

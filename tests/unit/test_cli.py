@@ -136,3 +136,33 @@ def test_progress_bar_defaults_to_a_refresh_every_20_steps(
     trainer = VaeZooCLI(*cli_classes(), args=args, run=False).trainer
     bar = trainer.progress_bar_callback
     assert (bar.refresh_rate if bar is not None else None) == refresh_rate
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--model.latent_dim", "0"],
+            "vae-zoo fit: error: ValueError: latent_dim must be an integer >= 1; got 0",
+        ),
+        (["--data.data_dir", "/nowhere"], "FileNotFoundError: mnist not found in /nowhere/MNIST/raw"),
+    ],
+)
+def test_bad_input_ends_with_one_message_and_exit_code_2(
+    extra: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("VAE_ZOO_TRACEBACK", raising=False)
+    args = ["fit", "--model", "VAE", "--data", "MNISTDataModule", "--data.download", "false"]
+    args += ["--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path), *extra]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    monkeypatch.setenv("VAE_ZOO_TRACEBACK", "1")
+    with pytest.raises((ValueError, FileNotFoundError)):
+        main(args)
