@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 MIN_VARIANCE = 1e-4
+EMPTY_COUNT = 1e-10  # total responsibility below which a component counts as empty
 
 
 @dataclass
@@ -45,7 +46,11 @@ def _kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> to
     centres = [x[first[0]]]
     distance = ((x - centres[0]) ** 2).sum(-1)
     for _ in range(1, k):
-        index = torch.multinomial(distance / distance.sum(), 1, generator=generator)
+        total = distance.sum()
+        if not total > 0:  # fewer distinct points than centres: the rest are drawn uniformly
+            distance = torch.ones_like(distance)
+            total = distance.sum()
+        index = torch.multinomial(distance / total, 1, generator=generator)
         centres.append(x[index[0]])
         distance = torch.minimum(distance, ((x - centres[-1]) ** 2).sum(-1))
     return torch.stack(centres)
@@ -89,6 +94,13 @@ def fit_diagonal_gmm(
             f"fit_diagonal_gmm needs data [N, D] with N >= num_components={num_components}; "
             f"got shape {list(x.shape)}"
         )
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite.all(-1)).sum())
+        raise ValueError(
+            f"fit_diagonal_gmm needs finite data; {bad} of the {x.shape[0]} points hold NaN or "
+            "infinite values"
+        )
     data = x.detach().double()
     generator = torch.Generator(device=data.device).manual_seed(seed)
     best: DiagonalGMM | None = None
@@ -107,14 +119,24 @@ def fit_diagonal_gmm(
         model.log_likelihood = log_likelihood
         if best is None or model.log_likelihood > best.log_likelihood:
             best = model
+    # float32 at least: codes made under bf16/fp16 autocast must not round the fitted mixture
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     return DiagonalGMM(
-        best.weights.to(x.dtype), best.means.to(x.dtype), best.variances.to(x.dtype), best.log_likelihood
+        best.weights.to(dtype), best.means.to(dtype), best.variances.to(dtype), best.log_likelihood
     )
 
 
 def _maximisation(x: torch.Tensor, responsibilities: torch.Tensor) -> DiagonalGMM:
-    counts = responsibilities.sum(0) + 1e-10  # [K]
+    """M-step. A component that no point is responsible for (k-means can leave one empty, and
+    data with fewer distinct points than components always do) gets the mean and variance of the
+    whole data and a weight of ``EMPTY_COUNT / N``: before, it sat at the origin with the minimum
+    variance ``1e-4``, a density spike in a place with no data, which a prior's KL can exploit."""
+    counts = responsibilities.sum(0)  # [K]
+    empty = (counts < EMPTY_COUNT).unsqueeze(-1)  # [K, 1]
+    counts = counts.clamp_min(EMPTY_COUNT)
     means = responsibilities.T @ x / counts.unsqueeze(-1)  # [K, D]
     second = responsibilities.T @ (x**2) / counts.unsqueeze(-1)
-    variances = (second - means**2).clamp_min(0) + MIN_VARIANCE
+    variances = (second - means**2).clamp_min(0)
+    means = torch.where(empty, x.mean(0), means)
+    variances = torch.where(empty, x.var(0, correction=0), variances) + MIN_VARIANCE
     return DiagonalGMM(counts / counts.sum(), means, variances, -math.inf)

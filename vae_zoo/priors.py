@@ -131,6 +131,10 @@ class GaussianMixture(Prior):
 
         ``sum_k g_k KL(q(z|x) || N(mu_k, sigma_k^2)) + sum_k g_k log(g_k / pi_k)``,
         ``g = responsibilities(z)``; each Gaussian KL is analytic.
+
+        A component with ``g_k = 0`` adds nothing (``0 log 0 = 0``), also when its weight is
+        exactly zero: there ``log g_k - log pi_k`` is ``-inf - (-inf)``, which the ``where`` keeps
+        out of both the value and the gradient (a product with 0 would still give NaN).
         """
         log_gamma = torch.log_softmax(self.log_joint(z), -1)  # [B, K]
         gamma = log_gamma.exp()
@@ -139,7 +143,9 @@ class GaussianMixture(Prior):
             Normal(posterior.loc.unsqueeze(-2), posterior.scale.unsqueeze(-2)),
             Normal(self.means, scales),
         ).sum(-1)  # [B, K]
-        categorical = (gamma * (log_gamma - torch.log_softmax(self.logits, -1))).sum(-1)  # [B]
+        log_ratio = log_gamma - torch.log_softmax(self.logits, -1)  # [B, K]
+        log_ratio = torch.where(gamma > 0, log_ratio, torch.zeros_like(log_ratio))
+        categorical = (gamma * log_ratio).sum(-1)  # [B]
         return (gamma * per_component).sum(-1) + categorical
 
     @torch.no_grad()
