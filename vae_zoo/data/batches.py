@@ -81,11 +81,13 @@ class EpochSampler:
 
 
 class InMemoryBatches:
-    """Batches ``(x, y)`` taken by indexing tensors that hold a whole split.
+    """Batches ``(x, y)`` taken by indexing tensors that hold a whole split; ``(x,)`` when the
+    split has no labels (a one-element tuple: models take ``batch[0]`` either way, and those
+    that score clusters against labels skip batches of fewer than two elements).
 
     Args:
         inputs: [N, *shape] float tensor (on the device batches should be on).
-        labels: [N] int64 tensor on the same device.
+        labels: [N] int64 tensor on the same device, or ``None``.
         batch_size: examples per batch; the last batch may be smaller unless ``drop_last``.
         sampler: which indices this process visits in this epoch.
         dynamic_binarization: replace each input by a fresh Bernoulli draw of its pixel
@@ -96,13 +98,13 @@ class InMemoryBatches:
     def __init__(
         self,
         inputs: torch.Tensor,
-        labels: torch.Tensor,
+        labels: torch.Tensor | None,
         batch_size: int,
         sampler: EpochSampler,
         dynamic_binarization: bool = False,
         drop_last: bool = False,
     ) -> None:
-        if inputs.shape[0] != labels.shape[0]:
+        if labels is not None and inputs.shape[0] != labels.shape[0]:
             raise ValueError(f"inputs and labels differ in length: {inputs.shape[0]} != {labels.shape[0]}")
         self.inputs = inputs
         self.labels = labels
@@ -116,7 +118,7 @@ class InMemoryBatches:
         count = len(self.sampler)
         return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         device = self.inputs.device
         order = self.sampler.indices().to(device)
         generator = None
@@ -128,4 +130,4 @@ class InMemoryBatches:
             x = self.inputs[index]
             if generator is not None:
                 x = torch.bernoulli(x, generator=generator)
-            yield x, self.labels[index]
+            yield (x,) if self.labels is None else (x, self.labels[index])
