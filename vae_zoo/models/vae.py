@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch.distributions import Normal
 
 from vae_zoo.likelihoods import LikelihoodName
+from vae_zoo.metrics import ELBO, AggregatePosteriorKL
 from vae_zoo.models.base import LatentVariableModel, check_int
 from vae_zoo.nn import Architecture, soft_clamp
 from vae_zoo.priors import Prior, StandardNormal
@@ -97,6 +99,25 @@ class VAE(LatentVariableModel):
             if self.kl_capacity is not None:
                 metrics["train/kl_capacity"] = torch.tensor(float(self.kl_capacity))
         return metrics
+
+    def update_evaluation_metrics(
+        self, x: torch.Tensor, loss: torch.Tensor, terms: dict[str, torch.Tensor], stage: str
+    ) -> None:
+        """Adds to the metrics of every model ``elbo`` (``-(recon + kl)``, nats per example) and
+        ``aggregate_kl``, how far the average posterior over the data is from the prior (see
+        :class:`~vae_zoo.metrics.AggregatePosteriorKL`)."""
+        super().update_evaluation_metrics(x, loss, terms, stage)
+        self.evaluation_metric(stage, "elbo", ELBO).update(terms["recon"], terms["kl"])
+        distribution = getattr(self.prior, "distribution", None)
+        if distribution is None:  # a prior of the user's own without a torch.distributions object
+            return
+        with torch.no_grad():
+            posterior = self.posterior(x)
+            aggregate = self.evaluation_metric(
+                stage, "aggregate_kl", partial(AggregatePosteriorKL, self.latent_dim)
+            )
+            aggregate.set_prior(distribution())
+        aggregate.update(posterior.loc, posterior.scale)
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
