@@ -21,10 +21,17 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 import vae_zoo.callbacks
 import vae_zoo.data
 import vae_zoo.models  # noqa: F401  (registers the classes for short names)
+from vae_zoo.callbacks import NonFiniteLossError, NonFiniteLossGuard, PosteriorCollapseError
 from vae_zoo.loggers import WandbLogger
 
 PROGRESS_REFRESH_RATE = 20
 TRACEBACK_VARIABLE = "VAE_ZOO_TRACEBACK"
+BAD_INPUT_EXIT_CODE = 2
+TRAINING_FAULT_EXIT_CODE = 3
+# errors that end training on purpose, with a message that says why: one line, not a traceback
+TRAINING_FAULTS = (NonFiniteLossError, PosteriorCollapseError)
+# callbacks the command adds unless the config holds one of the same class
+DEFAULT_CALLBACKS: tuple[type[Callback], ...] = (NonFiniteLossGuard,)
 CHECKPOINT_DEFAULTS = {
     "checkpoint.monitor": "val/loss",
     "checkpoint.mode": "min",
@@ -76,16 +83,25 @@ class VaeZooCLI(LightningCLI):
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """The trainer, with a progress bar that redraws every ``PROGRESS_REFRESH_RATE`` steps
-        unless one is configured: Lightning's default redraws every step, which costs about a
-        millisecond a step on a CPU, as much as the rest of the framework together."""
+        """The trainer, with the zoo's defaults added to what is configured:
+
+        * a progress bar that redraws every ``PROGRESS_REFRESH_RATE`` steps unless one is
+          configured: Lightning's default redraws every step, which costs about a millisecond a
+          step on a CPU, as much as the rest of the framework together;
+        * :class:`~vae_zoo.callbacks.NonFiniteLossGuard`, unless one is configured.
+        """
         trainer_config = self._get(self.config_init, "trainer", default={})
-        callbacks = trainer_config.get("callbacks") or []
-        callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+        callbacks = as_list(trainer_config.get("callbacks"))
+        defaults: list[Callback] = []
         if trainer_config.get("enable_progress_bar", True) is not False and not any(
             isinstance(callback, ProgressBar) for callback in callbacks
         ):
-            kwargs.setdefault("callbacks", [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_RATE)])
+            defaults.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_RATE))
+        for default in DEFAULT_CALLBACKS:
+            if not any(isinstance(callback, default) for callback in callbacks):
+                defaults.append(default())
+        if defaults:
+            kwargs.setdefault("callbacks", [*callbacks, *defaults])
         return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self) -> None:
@@ -97,14 +113,18 @@ class VaeZooCLI(LightningCLI):
             self._exit_with(error)
 
     def _run_subcommand(self, subcommand: str) -> None:
-        """Run ``subcommand``; missing data files end it with their message and exit code 2."""
+        """Run ``subcommand``; missing data files end it with their message and exit code 2, a
+        training fault (a non-finite loss, posterior collapse with ``action="raise"``) with its
+        message and exit code 3."""
         try:
             super()._run_subcommand(subcommand)
         except FileNotFoundError as error:
             self._exit_with(error)
+        except TRAINING_FAULTS as error:
+            self._exit_with(error, TRAINING_FAULT_EXIT_CODE)
 
-    def _exit_with(self, error: BaseException) -> None:
-        """Print the first error raised (the root of the chain) on one line and exit with 2;
+    def _exit_with(self, error: BaseException, code: int = BAD_INPUT_EXIT_CODE) -> None:
+        """Print the first error raised (the root of the chain) on one line and exit with ``code``;
         ``VAE_ZOO_TRACEBACK=1`` re-raises it with its traceback instead."""
         if os.environ.get(TRACEBACK_VARIABLE):
             raise error
@@ -115,7 +135,7 @@ class VaeZooCLI(LightningCLI):
             f"vae-zoo {self.subcommand}: error: {type(root).__name__}: {root}\n"
             f"(run with {TRACEBACK_VARIABLE}=1 for the full traceback)\n"
         )
-        raise SystemExit(2)
+        raise SystemExit(code)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -127,6 +147,13 @@ class VaeZooCLI(LightningCLI):
                 init_args.group = model_name
             if "tags" in init_args and not init_args.tags:
                 init_args.tags = [model_name]
+
+
+def as_list(value: Any) -> list[Any]:
+    """A config value that may be None, one item or a list of them, as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def cli_classes() -> tuple[type[L.LightningModule], type[L.LightningDataModule]]:

@@ -1,9 +1,11 @@
-"""Callbacks of the zoo: KL annealing, collapse detection, latent traversals and image grids."""
+"""Callbacks of the zoo: KL annealing, collapse detection, latent traversals and image grids, and
+the non-finite loss guard the command adds by default."""
 
 from vae_zoo.callbacks.annealing import KLAnnealing
 from vae_zoo.callbacks.collapse import CollapseDetection, PosteriorCollapseError
 from vae_zoo.callbacks.evaluation import IWAEEvaluation
 from vae_zoo.callbacks.images import image_grid, log_image
+from vae_zoo.callbacks.numerics import NonFiniteLossError, NonFiniteLossGuard
 from vae_zoo.callbacks.traversal import ImageGrids, LatentTraversal, ValidationImageCallback, lerp, slerp
 
 __all__ = [
@@ -12,6 +14,8 @@ __all__ = [
     "ImageGrids",
     "KLAnnealing",
     "LatentTraversal",
+    "NonFiniteLossError",
+    "NonFiniteLossGuard",
     "PosteriorCollapseError",
     "ValidationImageCallback",
     "image_grid",
