@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics import Metric
 
-from vae_zoo.likelihoods import Likelihood, LikelihoodName, build_likelihood
+from vae_zoo.likelihoods import BernoulliLikelihood, Likelihood, LikelihoodName, build_likelihood
+from vae_zoo.metrics import BinaryCrossEntropy, ExampleMean, SquaredError
 from vae_zoo.nn import Architecture, build_decoder, build_encoder, check_architecture
 from vae_zoo.priors import Prior
 
@@ -143,7 +145,12 @@ class LatentVariableModel(L.LightningModule, ABC):
     def stage_metrics(
         self, loss: torch.Tensor, terms: dict[str, torch.Tensor], stage: str
     ) -> dict[str, torch.Tensor]:
-        """The values to log under ``stage/``: the loss and the batch mean of every term."""
+        """The values to log under ``stage/`` in training: the loss and the batch mean of every term.
+
+        Validation and test log the same names from Metrics (see
+        :meth:`update_evaluation_metrics`); a value that a subclass adds here and no Metric
+        provides is logged there as a batch mean, reduced across processes by Lightning.
+        """
         return {f"{stage}/loss": loss, **{f"{stage}/{name}": term.mean() for name, term in terms.items()}}
 
     def training_step(
@@ -178,10 +185,56 @@ class LatentVariableModel(L.LightningModule, ABC):
         x = batch_inputs(batch)
         terms = self.loss_terms(x)
         loss = self.objective(terms)
-        metrics = self.stage_metrics(loss, terms, stage)
-        metrics[f"{stage}/sq_error"] = ((self.reconstruct(x) - x) ** 2).flatten(1).sum(1).mean()
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
+        self.update_evaluation_metrics(x, loss, terms, stage)
+        names = getattr(self, "_evaluation_metric_names", {}).get(stage, {})  # module key -> name
+        for key, name in names.items():
+            metric = self._evaluation_metrics[stage][key]
+            if metric.update_count:  # updated in this epoch (Lightning resets them after each one)
+                attribute = f"_evaluation_metrics.{stage}.{key}"
+                self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, metric_attribute=attribute)
+        # values a subclass's stage_metrics adds that no Metric provides: batch means, as in training
+        logged = {f"{stage}/{name}" for name in names.values()}
+        extra = {
+            key: value for key, value in self.stage_metrics(loss, terms, stage).items() if key not in logged
+        }
+        if extra:
+            self.log_dict(extra, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
+
+    def update_evaluation_metrics(
+        self, x: torch.Tensor, loss: torch.Tensor, terms: dict[str, torch.Tensor], stage: str
+    ) -> None:
+        """Add a validation or test batch ``x`` to the Metrics logged under ``stage/`` at the end of
+        the epoch (means over all examples of all processes, in nats per example): ``loss`` (the
+        batch's loss, for each of its examples), every term of :meth:`loss_terms`, ``sq_error``
+        (``||x - reconstruct(x)||^2``) and, with a Bernoulli likelihood, ``bce`` (the binary
+        cross-entropy of the reconstruction from the code :meth:`encode`). Subclasses add their
+        own with ``self.evaluation_metric(stage, name, factory).update(...)``.
+        """
+        self.evaluation_metric(stage, "loss", ExampleMean).update(loss.detach().expand(x.shape[0]))
+        for name, term in terms.items():
+            self.evaluation_metric(stage, name, ExampleMean).update(term)
+        self.evaluation_metric(stage, "sq_error", SquaredError).update(self.reconstruct(x), x)
+        if isinstance(self.likelihood, BernoulliLikelihood):
+            with torch.no_grad():
+                logits = self.decoder(self.encode(x))
+            self.evaluation_metric(stage, "bce", BinaryCrossEntropy).update(logits, x)
+
+    def evaluation_metric(self, stage: str, name: str, factory: Callable[[], Metric]) -> Metric:
+        """The Metric logged as ``stage/name``, made by ``factory()`` on first use (on this model's
+        device) and kept as a submodule, so every process holds the same ones."""
+        if "_evaluation_metrics" not in self._modules:
+            self._evaluation_metrics = nn.ModuleDict()
+            self._evaluation_metric_names: dict[str, dict[str, str]] = {}
+        if stage not in self._evaluation_metrics:
+            self._evaluation_metrics[stage] = nn.ModuleDict()
+            self._evaluation_metric_names[stage] = {}
+        key = name.replace(".", "_")  # a module name cannot hold a dot
+        metrics = self._evaluation_metrics[stage]
+        if key not in metrics:
+            metrics[key] = factory().to(self.device)
+            self._evaluation_metric_names[stage][key] = name
+        return metrics[key]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._evaluation_step(batch, "val")
