@@ -14,14 +14,16 @@ from typing import Any
 
 import lightning as L
 from jsonargparse import Namespace, lazy_instance
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 
 import vae_zoo.callbacks
 import vae_zoo.data
 import vae_zoo.models  # noqa: F401  (registers the classes for short names)
 from vae_zoo.callbacks import NonFiniteLossError, NonFiniteLossGuard, PosteriorCollapseError
+from vae_zoo.checkpointing import AtomicCheckpointIO, BestAndLastCheckpoint
 from vae_zoo.loggers import WandbLogger
 
 PROGRESS_REFRESH_RATE = 20
@@ -77,7 +79,8 @@ class VaeZooCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # ModelCheckpoint whose last.ckpt is the last epoch, also under Lightning >= 2.6
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
         parser.set_defaults({"trainer.logger": lazy_instance(WandbLogger)})
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
@@ -88,7 +91,9 @@ class VaeZooCLI(LightningCLI):
         * a progress bar that redraws every ``PROGRESS_REFRESH_RATE`` steps unless one is
           configured: Lightning's default redraws every step, which costs about a millisecond a
           step on a CPU, as much as the rest of the framework together;
-        * :class:`~vae_zoo.callbacks.NonFiniteLossGuard`, unless one is configured.
+        * :class:`~vae_zoo.callbacks.NonFiniteLossGuard`, unless one is configured;
+        * :class:`~vae_zoo.checkpointing.AtomicCheckpointIO` in ``plugins``, unless a
+          ``CheckpointIO`` is configured there.
         """
         trainer_config = self._get(self.config_init, "trainer", default={})
         callbacks = as_list(trainer_config.get("callbacks"))
@@ -102,6 +107,9 @@ class VaeZooCLI(LightningCLI):
                 defaults.append(default())
         if defaults:
             kwargs.setdefault("callbacks", [*callbacks, *defaults])
+        plugins = as_list(trainer_config.get("plugins"))
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
         return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self) -> None:

@@ -1,0 +1,114 @@
+"""Checkpoints to resume from: files that are either the old one or the new one, never a torn mix,
+and a ``last.ckpt`` that really holds the last epoch."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """A ``CheckpointIO`` whose files are replaced atomically: a process killed while saving
+    leaves the previous checkpoint byte for byte as it was.
+
+    ``save_checkpoint`` serialises into a temporary file in the target's folder
+    (``.<name>.<random>.tmp``), flushes and ``fsync``s it, then ``os.replace``s it over the
+    target (an atomic rename on POSIX and Windows, since both lie on one file system) and
+    ``fsync``s the folder so that the rename itself survives a power cut. A failure before the
+    rename removes the temporary file and re-raises; a kill leaves at most a ``.tmp`` file, which
+    the next successful save of that name does not touch and nothing reads.
+
+    Lightning's own ``TorchCheckpointIO`` serialises to memory first, so an exception in
+    ``torch.save`` is harmless there too, but it writes the bytes through a temporary file of the
+    system's temp folder and moves it over the target, which is a copy when that folder is on
+    another file system, and nothing is fsynced: a kill or a crash during that copy leaves a torn
+    ``last.ckpt``. Paths that are not local (``s3://...``) are left to Lightning's implementation.
+
+    The ``vae-zoo`` command uses it unless ``--trainer.plugins`` names another ``CheckpointIO``.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or not _is_local_file_protocol(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        atomic_torch_save(checkpoint, Path(path))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)`` through a fsynced temporary file in ``path``'s folder and ``os.replace``."""
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # os.open with mode 0o666 lets the umask decide, as for any new file (mkstemp would make it 0o600)
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    fsync_folder(folder)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; a no-op where folders cannot be opened (Windows)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``save_last=True`` writes ``last.ckpt`` at the end of
+    every epoch (after validation), whether or not the monitored value improved.
+
+    Since Lightning 2.6, ``save_last`` writes ``last.ckpt`` only when a top-k checkpoint is
+    written at the same step: with ``monitor="val/loss"`` and ``save_top_k=1``, the command's
+    defaults, ``last.ckpt`` was a copy of the best epoch, and a run resumed from it after an
+    interruption silently went back to that epoch and trained the epochs after it again. Here
+    ``last.ckpt`` is the state to resume from, as it was before 2.6 (where this class changes
+    nothing). The checkpoint's callback state keeps ``ModelCheckpoint``'s key, so runs resume
+    across the change in either direction.
+    """
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_unless_saved(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_unless_saved(trainer)
+
+    def _save_last_unless_saved(self, trainer: L.Trainer) -> None:
+        # skipped when anything was saved at this step already (then so was last.ckpt), in the
+        # sanity check, outside fit and with fast_dev_run
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
