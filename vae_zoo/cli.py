@@ -22,7 +22,12 @@ from lightning.pytorch.plugins.io import CheckpointIO
 import vae_zoo.callbacks
 import vae_zoo.data
 import vae_zoo.models  # noqa: F401  (registers the classes for short names)
-from vae_zoo.callbacks import NonFiniteLossError, NonFiniteLossGuard, PosteriorCollapseError
+from vae_zoo.callbacks import (
+    NonFiniteLossError,
+    NonFiniteLossGuard,
+    PosteriorCollapseError,
+    RandomStateCheckpoint,
+)
 from vae_zoo.checkpointing import AtomicCheckpointIO, BestAndLastCheckpoint
 from vae_zoo.loggers import WandbLogger
 
@@ -33,7 +38,7 @@ TRAINING_FAULT_EXIT_CODE = 3
 # errors that end training on purpose, with a message that says why: one line, not a traceback
 TRAINING_FAULTS = (NonFiniteLossError, PosteriorCollapseError)
 # callbacks the command adds unless the config holds one of the same class
-DEFAULT_CALLBACKS: tuple[type[Callback], ...] = (NonFiniteLossGuard,)
+DEFAULT_CALLBACKS: tuple[type[Callback], ...] = (NonFiniteLossGuard, RandomStateCheckpoint)
 CHECKPOINT_DEFAULTS = {
     "checkpoint.monitor": "val/loss",
     "checkpoint.mode": "min",
@@ -91,7 +96,9 @@ class VaeZooCLI(LightningCLI):
         * a progress bar that redraws every ``PROGRESS_REFRESH_RATE`` steps unless one is
           configured: Lightning's default redraws every step, which costs about a millisecond a
           step on a CPU, as much as the rest of the framework together;
-        * :class:`~vae_zoo.callbacks.NonFiniteLossGuard`, unless one is configured;
+        * :class:`~vae_zoo.callbacks.NonFiniteLossGuard` and
+          :class:`~vae_zoo.callbacks.RandomStateCheckpoint`, unless one of the same class is
+          configured;
         * :class:`~vae_zoo.checkpointing.AtomicCheckpointIO` in ``plugins``, unless a
           ``CheckpointIO`` is configured there.
         """

@@ -1,7 +1,8 @@
-"""Atomic checkpoint files, a last.ckpt that holds the last epoch, the command's reliability defaults."""
+"""Atomic checkpoint files, the command's reliability defaults, and exact resume on CPU."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -13,14 +14,15 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from tests.conftest import make_mnist_folder
-from vae_zoo.callbacks import NonFiniteLossGuard
+from vae_zoo.callbacks import KLAnnealing, NonFiniteLossGuard, RandomStateCheckpoint
 from vae_zoo.checkpointing import AtomicCheckpointIO, BestAndLastCheckpoint
 from vae_zoo.cli import VaeZooCLI, cli_classes
 from vae_zoo.data import MNISTDataModule
-from vae_zoo.models import VAE
+from vae_zoo.models import GMMVAE, VAE
 
 SMALL = {"latent_dim": 3, "hidden_dims": [32]}
 REPO = Path(__file__).resolve().parents[2]
@@ -132,14 +134,14 @@ def cli_trainer(synthetic_mnist: Path, tmp_path: Path, *extra: str) -> L.Trainer
     return VaeZooCLI(*cli_classes(), args=args, run=False).trainer
 
 
-def test_the_command_adds_the_guard_and_atomic_checkpoints_by_default(
+def test_the_command_adds_the_guard_random_states_and_atomic_checkpoints_by_default(
     synthetic_mnist: Path, tmp_path: Path
 ) -> None:
     trainer_ = cli_trainer(synthetic_mnist, tmp_path)
     assert type(trainer_.strategy.checkpoint_io) is AtomicCheckpointIO
     assert type(trainer_.checkpoint_callback) is BestAndLastCheckpoint
     kinds = [type(callback) for callback in trainer_.callbacks]
-    assert kinds.count(NonFiniteLossGuard) == 1
+    assert kinds.count(NonFiniteLossGuard) == 1 and kinds.count(RandomStateCheckpoint) == 1
 
 
 def test_configured_checkpoint_io_and_guard_replace_the_defaults(
@@ -160,10 +162,11 @@ def test_configured_checkpoint_io_and_guard_replace_the_defaults(
     assert type(trainer_.strategy.checkpoint_io) is TorchCheckpointIO
     guards = [callback for callback in trainer_.callbacks if isinstance(callback, NonFiniteLossGuard)]
     assert len(guards) == 1 and guards[0].check_every_n_steps == 7
+    assert any(isinstance(callback, RandomStateCheckpoint) for callback in trainer_.callbacks)
     assert trainer_.progress_bar_callback is None
 
 
-# ----------------------------------------------------------------------------- helpers
+# ----------------------------------------------------------------------------- exact resume
 def datamodule(data_dir: Path) -> MNISTDataModule:
     # dynamic binarization: a fresh Bernoulli draw of every training image in every epoch
     return MNISTDataModule(data_dir=str(data_dir), download=False, val_size=40, batch_size=50)
@@ -182,3 +185,72 @@ def trainer(tmp_path: Path, epochs: int, callbacks: list[Callback], **kwargs) ->
         log_every_n_steps=1,
         **kwargs,
     )
+
+
+def fit(
+    make_model, data_dir: Path, out: Path, epochs: int, random_states: bool, ckpt_path: Path | None = None
+) -> tuple[L.LightningModule, list[dict[str, str]]]:
+    """Train from seed 0 as the command does; return the model and the rows of its metrics.csv."""
+    L.seed_everything(0, verbose=False)
+    model = make_model()
+    callbacks: list[Callback] = [KLAnnealing(duration=10)] if not isinstance(model, GMMVAE) else []
+    if random_states:
+        callbacks.append(RandomStateCheckpoint())
+    callbacks.append(BestAndLastCheckpoint(dirpath=out / "checkpoints", save_last=True, monitor="val/loss"))
+    logger = CSVLogger(out, name="logs")
+    run = trainer(out, epochs, callbacks, logger=logger, enable_checkpointing=True)
+    run.fit(model, datamodule=datamodule(data_dir), ckpt_path=ckpt_path)
+    with open(Path(logger.log_dir) / "metrics.csv") as file:
+        return model, list(csv.DictReader(file))
+
+
+def same_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> bool:
+    """Equal rows, comparing the columns both have (each run logs the names it saw)."""
+    return len(a) == len(b) and all(
+        all(row_a[name] == row_b[name] for name in row_a.keys() & row_b.keys())
+        for row_a, row_b in zip(a, b, strict=True)
+    )
+
+
+def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for name, tensor in state_a.items():
+        assert torch.equal(tensor, state_b[name]), name
+
+
+def differs(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return any(not torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("name", "make_model", "interrupt_after"),
+    [
+        ("VAE", lambda: VAE(**SMALL), 2),
+        # warm-up epoch 0, EM fit at the start of epoch 1: resume after the switch
+        (
+            "GMMVAE",
+            lambda: GMMVAE(**SMALL, num_components=3, warmup_epochs=1, em_restarts=1, em_iterations=20),
+            2,
+        ),
+    ],
+)
+def test_an_interrupted_run_resumed_from_last_ckpt_ends_exactly_as_an_uninterrupted_one(
+    name: str, make_model, interrupt_after: int, tmp_path: Path
+) -> None:
+    data_dir = make_mnist_folder(tmp_path / "data", n_train=240, n_test=10)
+    epochs = interrupt_after + 2
+    whole, whole_rows = fit(make_model, data_dir, tmp_path / "whole", epochs, random_states=True)
+    _, part_rows = fit(make_model, data_dir, tmp_path / "part", interrupt_after, random_states=True)
+    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == interrupt_after - 1  # loads with weights_only
+    resumed, resumed_rows = fit(make_model, data_dir, tmp_path / "resumed", epochs, True, ckpt_path=last)
+    assert resumed.current_epoch == epochs and resumed.global_step == whole.global_step == 4 * epochs
+    assert_same_state(resumed, whole)
+    if isinstance(whole, GMMVAE):
+        assert bool(resumed.prior_initialized)
+    assert same_rows(part_rows + resumed_rows, whole_rows)
+    assert {"train/loss", "train/kl", "val/loss", "val/elbo"} <= whole_rows[0].keys() | whole_rows[-1].keys()
+    # the same resume without the random states draws other reparameterization noise
+    control, control_rows = fit(make_model, data_dir, tmp_path / "control", epochs, False, ckpt_path=last)
+    assert differs(control, whole) and not same_rows(part_rows + control_rows, whole_rows)

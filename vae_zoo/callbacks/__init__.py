@@ -1,11 +1,12 @@
 """Callbacks of the zoo: KL annealing, collapse detection, latent traversals and image grids, and
-the non-finite loss guard the command adds by default."""
+the reliability callbacks the command adds by default (non-finite loss guard, random states)."""
 
 from vae_zoo.callbacks.annealing import KLAnnealing
 from vae_zoo.callbacks.collapse import CollapseDetection, PosteriorCollapseError
 from vae_zoo.callbacks.evaluation import IWAEEvaluation
 from vae_zoo.callbacks.images import image_grid, log_image
 from vae_zoo.callbacks.numerics import NonFiniteLossError, NonFiniteLossGuard
+from vae_zoo.callbacks.random_state import RandomStateCheckpoint
 from vae_zoo.callbacks.traversal import ImageGrids, LatentTraversal, ValidationImageCallback, lerp, slerp
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteLossGuard",
     "PosteriorCollapseError",
+    "RandomStateCheckpoint",
     "ValidationImageCallback",
     "image_grid",
     "lerp",
