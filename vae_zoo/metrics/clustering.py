@@ -21,8 +21,14 @@ def hungarian_accuracy(preds: torch.Tensor, target: torch.Tensor) -> float:
 
     Solved by the Hungarian algorithm on the contingency table (scipy's
     ``linear_sum_assignment``, maximising); with more clusters than labels, the unmatched
-    clusters count as errors.
+    clusters count as errors. Cluster ids and labels need not be contiguous: ids that never
+    occur are empty rows of the table, which the matching leaves aside.
     """
+    if preds.numel() == 0 or preds.shape != target.shape:
+        raise ValueError(
+            f"hungarian_accuracy needs at least one example and as many labels as cluster ids; "
+            f"got {list(preds.shape)} and {list(target.shape)}"
+        )
     table = contingency_table(preds, target).cpu().numpy()
     rows, cols = linear_sum_assignment(table, maximize=True)
     return float(table[rows, cols].sum()) / preds.numel()
@@ -49,4 +55,6 @@ class ClusteringAccuracy(Metric):
         self.target.append(target.detach().long())
 
     def compute(self) -> torch.Tensor:
+        if isinstance(self.preds, list) and not self.preds:
+            raise ValueError("ClusteringAccuracy has no examples: call update before compute")
         return torch.tensor(hungarian_accuracy(dim_zero_cat(self.preds), dim_zero_cat(self.target)))
