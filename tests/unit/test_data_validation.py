@@ -131,7 +131,7 @@ def test_non_numeric_csv_cells_are_named_with_their_line_and_column(tmp_path: Pa
     rows[2] = "0.1,0.2,cat"
     raises(
         DataError,
-        "'cat' at line 3",
+        "1 cell is not a number; the first is 'cat' at line 3",
         "the label column: labels must be integer",
         path=csv_file(tmp_path / "e.csv", "\n".join(rows)),
         label_column="label",
@@ -141,7 +141,11 @@ def test_non_numeric_csv_cells_are_named_with_their_line_and_column(tmp_path: Pa
 def test_csv_shape_problems(tmp_path: Path) -> None:
     rows = good_rows()
     rows[4] = "0.1,0.2"
-    raises(DataError, "line 5 has 2 cells, line 1 has 3", path=csv_file(tmp_path / "r.csv", "\n".join(rows)))
+    raises(
+        DataError,
+        "line 5 has 2 cells, line 1 has 3; every line must have the same number",
+        path=csv_file(tmp_path / "r.csv", "\n".join(rows)),
+    )
     raises(DataError, "is empty", path=csv_file(tmp_path / "empty.csv", ""))
     raises(DataError, "a header row (line 1) and no examples", path=csv_file(tmp_path / "h.csv", "a,b\n"))
     raises(
@@ -326,6 +330,14 @@ def test_unreadable_files(tmp_path: Path) -> None:
     )
     torch.save("a string", tmp_path / "str.pt")
     raises(DataError, "str.pt", "holds a str; expected a tensor", path=str(tmp_path / "str.pt"))
+    with open(tmp_path / "archive.npy", "wb") as file:
+        np.savez(file, x=np.zeros((3, 2)))
+    raises(
+        DataError, "archive.npy", "is an .npz archive, not an .npy array", path=str(tmp_path / "archive.npy")
+    )
+    with open(tmp_path / "array.npz", "wb") as file:
+        np.save(file, np.zeros((3, 2)))
+    raises(DataError, "array.npz", "is an .npy array, not an .npz archive", path=str(tmp_path / "array.npz"))
     (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00\x81binary")
     raises(DataError, "bin.csv", "cannot be read as a UTF-8 text table", path=str(tmp_path / "bin.csv"))
 

@@ -207,7 +207,7 @@ class _Reader:
         try:
             content = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            message = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
             raise self.error(
                 f"cannot be read by torch.load(weights_only=True) ({type(error).__name__}: {message}); "
                 f"save a tensor, a dict of tensors or a tuple (inputs, labels) with torch.save"
@@ -271,7 +271,8 @@ class _Reader:
         for row, line in zip(data, data_lines, strict=True):
             if len(row) != width:
                 raise self.error(
-                    f"line {line} has {len(row)} cells, line {lines[0]} has {width}; every line must have "
+                    f"line {line} has {len(row)} cell{'s' * (len(row) != 1)}, line {lines[0]} has {width}; "
+                    f"every line must have "
                     f"the same number of comma-separated cells"
                 )
         label_index = self.label_index(names, width)
@@ -333,7 +334,8 @@ class _Reader:
         i, j = bad[0]
         role = " (the label column: labels must be integer class indices)" if j == label_index else ""
         return self.error(
-            f"{_are(len(bad), 'cell')} not numbers; the first is {data[i][j]!r} at line {lines[i]}, "
+            f"{_are(len(bad), 'cell')} not {'a number' if len(bad) == 1 else 'numbers'}; the first is "
+            f"{data[i][j]!r} at line {lines[i]}, "
             f"{column(j)}{role}. Every cell below the header must be a number (cells are separated by "
             f"commas; a missing value must be filled in, not left empty)"
         )
