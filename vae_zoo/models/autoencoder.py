@@ -15,6 +15,14 @@ from vae_zoo.likelihoods import LikelihoodName
 from vae_zoo.mixtures import fit_diagonal_gmm
 from vae_zoo.models.base import Batch, LatentVariableModel, batch_inputs, check_int
 from vae_zoo.nn import Architecture
+from vae_zoo.validation import (
+    MAX_COMPONENTS,
+    check_bool,
+    check_choice,
+    check_parameter_budget,
+    is_int,
+    is_sizes,
+)
 
 LatentDensityName = Literal["gaussian", "gmm"]
 
@@ -90,9 +98,14 @@ class Autoencoder(LatentVariableModel):
         latent_density: LatentDensityName = "gaussian",
         density_components: int = 10,
     ) -> None:
-        if latent_density not in ("gaussian", "gmm"):
-            raise ValueError(f"latent_density must be one of ['gaussian', 'gmm']; got {latent_density!r}")
-        check_int("density_components", density_components, minimum=1)
+        check_choice("latent_density", latent_density, ("gaussian", "gmm"))
+        check_int("density_components", density_components, minimum=1, maximum=MAX_COMPONENTS)
+        if is_int(latent_dim):  # the density holds a [components, D, D] Cholesky factor
+            components = 1 if latent_density == "gaussian" else density_components
+            check_parameter_budget(
+                components * latent_dim**2,
+                {"latent_dim": latent_dim, "density_components": density_components},
+            )
         super().__init__(
             input_shape,
             latent_dim,
@@ -183,6 +196,17 @@ class LinearAutoencoder(Autoencoder):
         lr: float = 1e-3,
         closed_form: bool = False,
     ) -> None:
+        check_bool("closed_form", closed_form)
+        if (
+            is_int(latent_dim)
+            and latent_dim >= 1
+            and is_sizes(input_shape)
+            and latent_dim > math.prod(input_shape)
+        ):
+            raise ValueError(
+                f"latent_dim must be at most the input size {math.prod(input_shape)} (PCA keeps at most "
+                f"that many components); got latent_dim={latent_dim} for input_shape={list(input_shape)}"
+            )
         super().__init__(input_shape, latent_dim, "mlp", (), "gaussian", 0.5, False, lr, "gaussian", 1)
         self.register_buffer("noise_variance", torch.tensor(0.0))
         self.register_buffer("closed_form_fitted", torch.tensor(False))

@@ -13,7 +13,6 @@ in another way than a weighted sum).
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
@@ -22,10 +21,19 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
-from vae_zoo.likelihoods import BernoulliLikelihood, Likelihood, LikelihoodName, build_likelihood
+from vae_zoo.likelihoods import LIKELIHOODS, BernoulliLikelihood, Likelihood, LikelihoodName, build_likelihood
 from vae_zoo.metrics import BinaryCrossEntropy, ExampleMean, SquaredError
 from vae_zoo.nn import Architecture, build_decoder, build_encoder, check_architecture
 from vae_zoo.priors import Prior
+from vae_zoo.validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_parameter_budget,
+    check_sizes,
+    network_parameters,
+)
 
 Batch = torch.Tensor | Sequence[torch.Tensor]
 
@@ -63,16 +71,14 @@ class LatentVariableModel(L.LightningModule, ABC):
         lr: float = 1e-3,
     ) -> None:
         super().__init__()
+        check_sizes("input_shape", input_shape, allow_empty=False, note=" (non-empty)")
         check_int("latent_dim", latent_dim, minimum=1)
-        if not input_shape or any(int(s) <= 0 for s in input_shape):
-            raise ValueError(f"input_shape must be a list of positive sizes; got {input_shape}")
-        if any(int(h) <= 0 for h in hidden_dims) or (architecture == "conv" and not hidden_dims):
-            raise ValueError(
-                f"hidden_dims must be a list of positive ints (non-empty for conv); got {list(hidden_dims)}"
-            )
         check_architecture(architecture)
-        if not (lr > 0 and math.isfinite(lr)):
-            raise ValueError(f"lr must be a positive finite number; got {lr}")
+        check_sizes("hidden_dims", hidden_dims, architecture != "conv", note=" (non-empty for conv)")
+        check_choice("likelihood", likelihood, LIKELIHOODS)
+        check_number("likelihood_variance", likelihood_variance, minimum=0, strict=True)
+        check_bool("learn_likelihood_variance", learn_likelihood_variance)
+        check_number("lr", lr, minimum=0, strict=True)
         self.save_hyperparameters()
         # shared code reads these attributes, not ``hparams``: under LightningCLI ``hparams`` holds
         # only the arguments of the class instantiated, and a subclass may fix some of these
@@ -81,6 +87,11 @@ class LatentVariableModel(L.LightningModule, ABC):
         self.architecture = architecture
         self.hidden_dims = tuple(int(h) for h in hidden_dims)
         self.lr = lr
+        sizes = (self.architecture, self.input_shape, self.hidden_dims, latent_dim, self.encoder_out_features)
+        check_parameter_budget(
+            network_parameters(*sizes),
+            {"latent_dim": latent_dim, "hidden_dims": list(hidden_dims), "input_shape": list(input_shape)},
+        )
         self.likelihood: Likelihood = build_likelihood(
             likelihood, likelihood_variance, learn_likelihood_variance
         )
@@ -249,9 +260,3 @@ class LatentVariableModel(L.LightningModule, ABC):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam with ``lr``; the command line's ``--optimizer`` replaces it when given."""
         return torch.optim.Adam(self.parameters(), lr=self.lr)
-
-
-def check_int(name: str, value: int, minimum: int) -> None:
-    """Raise a ``ValueError`` naming ``name`` unless ``value`` is an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")

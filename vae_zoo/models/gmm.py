@@ -17,6 +17,7 @@ from vae_zoo.models.base import Batch, batch_inputs, check_int
 from vae_zoo.models.vae import VAE
 from vae_zoo.nn import Architecture
 from vae_zoo.priors import GaussianMixture
+from vae_zoo.validation import MAX_COMPONENTS, check_bool, check_choice, check_parameter_budget, is_int
 
 KLEstimator = Literal["monte_carlo", "responsibility"]
 
@@ -67,13 +68,15 @@ class GMMVAE(VAE):
         em_restarts: int = 3,
         em_iterations: int = 100,
     ) -> None:
-        check_int("num_components", num_components, minimum=2)
+        check_int("num_components", num_components, minimum=2, maximum=MAX_COMPONENTS)
         check_int("warmup_epochs", warmup_epochs, minimum=0)
         check_int("em_restarts", em_restarts, minimum=1)
         check_int("em_iterations", em_iterations, minimum=1)
-        if kl_estimator not in ("monte_carlo", "responsibility"):
-            raise ValueError(
-                f"kl_estimator must be one of ['monte_carlo', 'responsibility']; got {kl_estimator!r}"
+        check_choice("kl_estimator", kl_estimator, ("monte_carlo", "responsibility"))
+        check_bool("learn_mixture_weights", learn_mixture_weights)
+        if is_int(latent_dim):  # means and log-variances [K, D]
+            check_parameter_budget(
+                2 * num_components * latent_dim, {"num_components": num_components, "latent_dim": latent_dim}
             )
         super().__init__(
             input_shape,

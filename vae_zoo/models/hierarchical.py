@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -17,6 +18,7 @@ from vae_zoo.models.base import Batch
 from vae_zoo.models.gmm import GMMVAE, KLEstimator
 from vae_zoo.nn import Architecture
 from vae_zoo.priors import TreeMixture
+from vae_zoo.validation import check_choice, check_number, is_number
 
 LinkageMethod = Literal["ward", "average", "complete", "single"]
 LINKAGE_METHODS: tuple[str, ...] = ("ward", "average", "complete", "single")
@@ -66,12 +68,10 @@ class HierarchicalGMMVAE(GMMVAE):
         tree_weight: float = 1.0,
         linkage_method: LinkageMethod = "ward",
     ) -> None:
-        if not tree_sigma > 0:
-            raise ValueError(f"tree_sigma must be > 0; got {tree_sigma}")
-        if not tree_weight >= 0:
-            raise ValueError(f"tree_weight must be >= 0; got {tree_weight}")
-        if linkage_method not in LINKAGE_METHODS:
-            raise ValueError(f"linkage_method must be one of {list(LINKAGE_METHODS)}; got {linkage_method!r}")
+        if not (is_number(tree_sigma) and math.isfinite(tree_sigma) and tree_sigma > 0):
+            raise ValueError(f"tree_sigma must be > 0 and finite; got {tree_sigma!r}")
+        check_number("tree_weight", tree_weight, minimum=0)
+        check_choice("linkage_method", linkage_method, LINKAGE_METHODS)
         super().__init__(
             input_shape,
             latent_dim,

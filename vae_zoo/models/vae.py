@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import partial
 
@@ -14,6 +13,7 @@ from vae_zoo.metrics import ELBO, AggregatePosteriorKL
 from vae_zoo.models.base import LatentVariableModel, check_int
 from vae_zoo.nn import Architecture, soft_clamp
 from vae_zoo.priors import Prior, StandardNormal
+from vae_zoo.validation import check_number
 
 POSTERIOR_LOG_VARIANCE_BOUNDS = (-14.0, 8.0)
 
@@ -164,12 +164,9 @@ class BetaVAE(VAE):
             learn_likelihood_variance,
             lr,
         )
-        if not (beta >= 0 and math.isfinite(beta)):
-            raise ValueError(f"beta must be a finite number >= 0; got {beta}")
-        if capacity_max is not None and not (capacity_max >= 0 and math.isfinite(capacity_max)):
-            raise ValueError(f"capacity_max must be None or a finite number >= 0; got {capacity_max}")
-        if not (gamma >= 0 and math.isfinite(gamma)):
-            raise ValueError(f"gamma must be a finite number >= 0; got {gamma}")
+        check_number("beta", beta, minimum=0)
+        check_number("capacity_max", capacity_max, minimum=0, optional=True)
+        check_number("gamma", gamma, minimum=0)
         check_int("capacity_steps", capacity_steps, minimum=1)
         self.capacity_max = capacity_max
         self.capacity_steps = capacity_steps
