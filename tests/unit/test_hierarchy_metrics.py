@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.cluster import hierarchy
 
 from vae_zoo.metrics.hierarchy import DendrogramPurity, dendrogram_purity, leaf_purity
@@ -63,3 +65,26 @@ def test_metric_merges_two_processes_and_perfect_trees_score_one() -> None:
     assert {k: float(v) for k, v in first.compute().items()} == {"dendrogram_purity": 1.0, "leaf_purity": 1.0}
     with pytest.raises(RuntimeError, match="needs set_tree"):
         DendrogramPurity(3).compute()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    k=st.integers(2, 6),
+    classes=st.integers(1, 4),
+    n=st.integers(2, 30),
+    method=st.sampled_from(["average", "single", "complete", "ward"]),
+)
+def test_purities_match_brute_force_on_any_tree(seed: int, k: int, classes: int, n: int, method: str) -> None:
+    """Any tree shape, leaves that hold no point, more or fewer classes than leaves."""
+    rng = np.random.default_rng(seed)
+    linkage = hierarchy.linkage(rng.normal(size=(k, 2)), method=method)
+    leaves = rng.integers(0, k, n)
+    labels = rng.integers(0, classes, n)
+    labels[:2] = 0  # at least one pair of the same class, so that the purity is defined
+    got = dendrogram_purity(
+        torch.from_numpy(leaves), torch.from_numpy(labels), torch.from_numpy(linkage[:, :2]), k
+    )
+    assert got == pytest.approx(brute_force_purity(leaves.tolist(), labels.tolist(), linkage, k))
+    majority = sum(np.bincount(labels[leaves == leaf]).max() for leaf in set(leaves.tolist()))
+    assert leaf_purity(torch.from_numpy(leaves), torch.from_numpy(labels), k) == pytest.approx(majority / n)
