@@ -7,7 +7,8 @@ Both sides train the MLP VAE 784-512-256-16 (Bernoulli likelihood, dynamic binar
 Adam 1e-3) on the MNIST training split held as one tensor on ``--device``:
 
 * **plain**: the fastest honest loop, written by hand (its own ``nn.Sequential`` networks,
-  analytic KL, ``binary_cross_entropy_with_logits``): index a batch, binarize, step.
+  analytic KL, ``binary_cross_entropy_with_logits``): ``index_select`` a batch, binarize by
+  ``rand < p``, step.
 * **vae-zoo**: the ``vae-zoo`` command's path with ``configs/vae_mnist.yaml`` (its logger,
   checkpointing, KL annealing, collapse detection, image callbacks, progress bar), timed over
   the training steps only.
@@ -74,7 +75,8 @@ def plain_run(images: torch.Tensor, batch_size: int, latent_dim: int, steps: int
             synchronize(device)
             start = time.perf_counter()
         index = order[(step * batch_size) % (images.shape[0] - batch_size) :][:batch_size]
-        x = torch.bernoulli(images[index])
+        probabilities = images.index_select(0, index)
+        x = (torch.rand_like(probabilities) < probabilities).float()  # Bernoulli, 3x torch.bernoulli
         loss = model.loss(x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from vae_zoo.data.batches import EpochSampler, InMemoryBatches
+from vae_zoo.data.batches import EpochSampler, InMemoryBatches, binarize
 
 BINARIZATIONS: tuple[str, ...] = ("none", "dynamic", "static")
 SEED_LIMIT = 2**32  # the range Lightning's seed_everything accepts
@@ -86,7 +86,7 @@ def split_indices(num_examples: int, val_size: int, seed: int) -> tuple[torch.Te
 
 def binarize_once(x: torch.Tensor, seed: int) -> torch.Tensor:
     """One Bernoulli draw of every value of ``x`` (in [0, 1]) from a generator seeded by ``seed``."""
-    return torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
+    return binarize(x, torch.Generator(device=x.device).manual_seed(seed))
 
 
 def evaluation_copy(
