@@ -49,4 +49,6 @@ class IWAEEvaluation(Callback):
         self.metric.update(pl_module, batch_inputs(batch))
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.log("test/nll_iwae", self.metric.compute())
+        # compute() already reduced the states of every process, so each holds the same value and
+        # the mean that sync_dist takes leaves it unchanged (without it Lightning warns under DDP)
+        pl_module.log("test/nll_iwae", self.metric.compute(), sync_dist=True)

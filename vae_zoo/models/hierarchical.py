@@ -114,7 +114,9 @@ class HierarchicalGMMVAE(GMMVAE):
         metric = self.val_purity if stage == "val" else self.test_purity
         if metric.update_count:
             metric.set_tree(self.prior.merges)
-            self.log_dict({f"{stage}/{name}": value for name, value in metric.compute().items()})
+            values = {f"{stage}/{name}": value for name, value in metric.compute().items()}
+            # the same on every process (compute gathered all of them): sync_dist's mean keeps it
+            self.log_dict(values, sync_dist=True)
         metric.reset()
 
     def on_validation_epoch_end(self) -> None:
