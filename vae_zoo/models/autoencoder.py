@@ -266,6 +266,12 @@ class LinearAutoencoder(Autoencoder):
     def fit_latent_density(self, codes: torch.Tensor) -> None:
         squared_error, count = self._epoch_squared_error
         self._epoch_squared_error = [torch.zeros(()), 0]
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            # each process summed its own shard; the noise estimate needs the totals of all
+            totals = torch.tensor([float(squared_error), float(count)], dtype=torch.float64)
+            totals = trainer.strategy.reduce(totals.to(self.device), reduce_op="sum")
+            squared_error, count = totals[0], int(totals[1])
         if bool(self.closed_form_fitted) and not self.hparams.closed_form:
             self.closed_form_fitted.fill_(False)
         if bool(self.closed_form_fitted):
