@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from tests.conftest import write_idx
+from vae_zoo.callbacks import NonFiniteLossError, NonFiniteLossGuard
 from vae_zoo.data import MNISTDataModule
 from vae_zoo.models import (
     ALL_MODELS,
@@ -137,6 +138,17 @@ def record_prior_initialisation(model_class: type) -> None:
     model_class.on_prior_initialized = recording
 
 
+class ExplodesOnRankOne(VAE):
+    """A VAE whose KL is infinite in three examples of the last step of epoch 0, on rank 1 only."""
+
+    def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = super().loss_terms(x)
+        if self.training and self.global_rank == 1 and self.global_step == 3:
+            terms["kl"] = terms["kl"].clone()
+            terms["kl"][:3] = math.inf
+        return terms
+
+
 def worker(out: Path, data_dir: Path) -> None:
     rank = int(os.environ["LOCAL_RANK"])
     record_prior_initialisation(GMMVAE)
@@ -160,6 +172,14 @@ def worker(out: Path, data_dir: Path) -> None:
             "fit_metrics": floats(run.callback_metrics),
             "prior_initialisations": list(PRIOR_RECORDS),
         }
+    # last, as it ends a run with an exception: the guard stops both processes together
+    L.seed_everything(0, verbose=False)
+    guarded = trainer(2, max_epochs=2, callbacks=[NonFiniteLossGuard()])
+    try:
+        guarded.fit(ExplodesOnRankOne(**INPUT), datamodule=training_data(data_dir, processes=2))
+        report["guard"] = {"error": None}
+    except NonFiniteLossError as error:
+        report["guard"] = {"error": str(error), "step": guarded.global_step}
     (out / f"report.rank{rank}.json").write_text(json.dumps(report))
 
 
@@ -256,6 +276,19 @@ def test_the_mixture_prior_is_initialised_once_and_shared_by_both_processes(name
     assert records[0][0]["codes"] == [200, 3]  # fitted to the codes of both shards, gathered
     if name == "HierarchicalGMMVAE":
         assert len(records[0][0]["merges"]) == MIXTURE["num_components"] - 1
+
+
+def test_a_non_finite_loss_on_one_process_stops_both_with_a_message_each(runs: dict) -> None:
+    rank0, rank1 = (report["guard"] for report in runs["reports"])
+    # checked when validation starts (every log_every_n_steps steps under DDP), before any save
+    assert rank0["step"] == rank1["step"] == 4
+    assert rank1["error"].startswith(
+        "the training loss became inf at global step 3 (epoch 0, batch 3): "
+        "non-finite loss terms: kl (inf in 3 of 25 examples)"
+    )
+    assert rank0["error"].startswith(
+        "the training loss became non-finite in another process, between global steps 0 and 3 (epoch 0)"
+    )
 
 
 def per_example(model: LatentVariableModel, x: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
