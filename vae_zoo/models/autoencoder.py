@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -299,7 +299,7 @@ class LinearAutoencoder(Autoencoder):
                 f"closed-form PCA fit: explained variance ratio {float(ratio):.4f} at k={self.latent_dim}"
             )
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Any] | None:
         if self.hparams.closed_form:
             return None  # the weights are the exact PCA: Lightning skips the optimizer step
         return super().training_step(batch, batch_idx)
