@@ -221,6 +221,14 @@ def test_a_sparse_guard_synchronises_once_per_check_and_still_names_the_first_ba
     assert run.global_step == 8  # trained on to the end of the epoch, but saved nothing
 
 
+def test_guard_checks_fall_on_the_steps_where_step_metrics_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = CheckCounter(monkeypatch)
+    trainer(tmp_path, 2, [NonFiniteLossGuard(check_every_n_steps=2)]).fit(VAE(**SMALL), loader(128), loader())
+    assert counter.calls == 4  # after global steps 2, 4, 6 and 8; nothing left to test at epoch ends
+
+
 def test_guard_checks_every_step_of_a_single_cpu_process_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

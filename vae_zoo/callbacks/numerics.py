@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 
@@ -45,16 +45,19 @@ class NonFiniteLossGuard(Callback):
     ``every_n_train_steps`` or by time, and any full checkpoint being written
     (``on_save_checkpoint``). When the guard stops training, ``save_on_exception`` of every
     ``ModelCheckpoint`` is switched off, so neither ``last.ckpt`` nor a new best file is written
-    from the broken weights; the last good ones are left as they were.
+    from the broken weights; the last good ones are left as they were. (Lightning's
+    ``OnExceptionCheckpoint``, if configured, still writes its own file of the state at the
+    exception, which is what it is for; it does not touch ``last.ckpt``.)
 
     **Cost.** Testing ``torch.isfinite(loss)`` makes the CPU wait for the GPU (``bool()`` of a
     CUDA tensor synchronises), which would stall the pipeline of asynchronous kernel launches in
     every step. The guard therefore only keeps a reference to each step's loss (already
     computed and detached by Lightning) and terms, and tests the pending ones together every
-    ``check_every_n_steps`` steps, one synchronisation for all of them. By default that is
-    ``trainer.log_every_n_steps`` on accelerators and under DDP, the steps where writing the
-    step metrics synchronises anyway, and every step for a single CPU process, where there is
-    nothing to wait for. The trade-off: the run notices a bad step up to ``check_every_n_steps - 1``
+    ``check_every_n_steps`` steps (when ``trainer.global_step`` is a multiple of it), one
+    synchronisation for all of them. By default that is ``trainer.log_every_n_steps`` on
+    accelerators and under DDP, so the checks fall on the steps where writing the step metrics
+    synchronises anyway, and every step for a single CPU process, where there is nothing to wait
+    for. The trade-off: the run notices a bad step up to ``check_every_n_steps - 1``
     steps late, steps that update already broken weights; the report still names the first bad
     step and its terms, and no checkpoint is written in between. Under DDP the decision is
     reduced over processes (any process with a bad loss stops all of them), only at those checks.
@@ -107,7 +110,13 @@ class NonFiniteLossGuard(Callback):
         if not isinstance(loss, torch.Tensor):
             return  # a skipped step (training_step returned None)
         self._pending.append(_Step(*self._current, loss, terms if isinstance(terms, Mapping) else None))
-        if len(self._pending) >= self._every or checkpoint_due(trainer):
+        # trainer.global_step % every == 0: the steps where the model's step metrics are written
+        # (their transfer to the CPU synchronises there anyway)
+        if (
+            len(self._pending) >= self._every
+            or trainer.global_step % self._every == 0
+            or checkpoint_due(trainer)
+        ):
             self.check(trainer)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -204,6 +213,8 @@ def checkpoint_due(trainer: L.Trainer) -> bool:
     """Whether a ``ModelCheckpoint`` may save after this training step (``every_n_train_steps``
     or ``train_time_interval``); ``True`` when its settings cannot be read, to stay safe."""
     for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, OnExceptionCheckpoint):
+            continue  # saves only on an exception
         if not isinstance(callback, ModelCheckpoint):
             return True
         every = getattr(callback, "_every_n_train_steps", None)
