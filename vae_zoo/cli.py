@@ -29,6 +29,7 @@ from vae_zoo.callbacks import (
     RandomStateCheckpoint,
 )
 from vae_zoo.checkpointing import AtomicCheckpointIO, BestAndLastCheckpoint
+from vae_zoo.data import DataError
 from vae_zoo.loggers import WandbLogger
 
 PROGRESS_REFRESH_RATE = 20
@@ -128,12 +129,13 @@ class VaeZooCLI(LightningCLI):
             self._exit_with(error)
 
     def _run_subcommand(self, subcommand: str) -> None:
-        """Run ``subcommand``; missing data files end it with their message and exit code 2, a
-        training fault (a non-finite loss, posterior collapse with ``action="raise"``) with its
-        message and exit code 3."""
+        """Run ``subcommand``; missing or bad data found while loading it (a truncated IDX file,
+        a batch larger than the split) ends it with its message and exit code 2, a training fault
+        (a non-finite loss, posterior collapse with ``action="raise"``) with its message and exit
+        code 3."""
         try:
             super()._run_subcommand(subcommand)
-        except FileNotFoundError as error:
+        except (FileNotFoundError, DataError) as error:
             self._exit_with(error)
         except TRAINING_FAULTS as error:
             self._exit_with(error, TRAINING_FAULT_EXIT_CODE)

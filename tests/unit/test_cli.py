@@ -145,7 +145,7 @@ def test_progress_bar_defaults_to_a_refresh_every_20_steps(
             ["--model.latent_dim", "0"],
             "vae-zoo fit: error: ValueError: latent_dim must be an integer >= 1; got 0",
         ),
-        (["--data.data_dir", "/nowhere"], "FileNotFoundError: mnist not found in /nowhere/MNIST/raw"),
+        (["--data.data_dir", "/nowhere"], "FileNotFoundError: data_dir='/nowhere' does not exist"),
     ],
 )
 def test_bad_input_ends_with_one_message_and_exit_code_2(
@@ -166,3 +166,26 @@ def test_bad_input_ends_with_one_message_and_exit_code_2(
     monkeypatch.setenv("VAE_ZOO_TRACEBACK", "1")
     with pytest.raises((ValueError, FileNotFoundError)):
         main(args)
+
+
+def test_a_truncated_data_file_found_while_loading_ends_with_one_message_and_exit_code_2(
+    synthetic_mnist: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VAE_ZOO_TRACEBACK", raising=False)
+    images = synthetic_mnist / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-100])
+    args = ["fit", "--model", "VAE", "--data", "MNISTDataModule", "--data.data_dir", str(synthetic_mnist)]
+    args += [
+        "--data.download",
+        "false",
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "DataError" in error and "t10k-images-idx3-ubyte" in error and "truncated" in error
+    assert "Traceback" not in error
