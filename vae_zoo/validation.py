@@ -58,17 +58,19 @@ def check_number(
     raise ValueError(f"{name} must be {'None or ' if optional else ''}{what}; got {value!r}")
 
 
-def check_bool(name: str, value: Any) -> None:
-    """Raise a ``ValueError`` naming ``name`` unless ``value`` is ``True`` or ``False``."""
+def check_bool(name: str, value: Any, error: type[ValueError] = ValueError) -> bool:
+    """``value`` if it is ``True`` or ``False`` (not merely truthy), else an ``error`` naming ``name``."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be true or false; got {value!r}")
+        raise error(f"{name} must be true or false; got {value!r}")
+    return bool(value)
 
 
-def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
-    """Raise a ``ValueError`` naming ``name`` and the choices unless ``value`` is one of them."""
+def check_choice(name: str, value: Any, choices: Iterable[str], error: type[ValueError] = ValueError) -> str:
+    """``value`` if it is one of ``choices``, else an ``error`` naming ``name`` and the choices."""
     choices = list(choices)
     if not (isinstance(value, str) and value in choices):
-        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+        raise error(f"{name} must be one of {choices}; got {value!r}")
+    return value
 
 
 def is_sizes(value: Any) -> bool:

@@ -23,21 +23,17 @@ from vae_zoo.data.base import (
     DataError,
     InMemoryDataModule,
     binarize_once,
-    check_bool,
     check_optional_path,
     evaluation_copy,
     split_indices,
 )
+from vae_zoo.validation import check_bool, is_int
 
 FORMATS: tuple[str, ...] = (".npy", ".npz", ".pt", ".csv")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 LABEL_NAMES = ("label", "labels", "target", "targets", "class", "y")  # warned about when read as features
 
 Locate = Callable[[int], str]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(cell: str) -> bool:
@@ -517,19 +513,19 @@ class ArrayDataModule(InMemoryDataModule):
             raise DataError("path must be a path (a non-empty string); got None")
         test_path = check_optional_path("test_path", test_path)
         val_size = self._check_val_size(val_size)
-        if label_column is not None and not isinstance(label_column, str) and not _is_int(label_column):
+        if label_column is not None and not isinstance(label_column, str) and not is_int(label_column):
             raise DataError(
                 f"label_column must be a column name, a column index or None; got {label_column!r}"
             )
         if header is not None:
-            check_bool("header", header)
+            check_bool("header", header, DataError)
         for name, key in (("inputs_key", inputs_key), ("labels_key", labels_key)):
             if key is not None and not isinstance(key, str):
                 raise DataError(f"{name} must be a string or None; got {key!r}")
         if reshape is not None:
             if isinstance(reshape, (str, bytes)) or not isinstance(reshape, Sequence):
                 raise DataError(f"reshape must be a list of positive integers or None; got {reshape!r}")
-            if not reshape or not all(_is_int(size) and size > 0 for size in reshape):
+            if not reshape or not all(is_int(size) and size > 0 for size in reshape):
                 raise DataError(f"reshape must be a list of positive integers or None; got {reshape!r}")
         self.save_hyperparameters()
         self.path = path
@@ -586,7 +582,7 @@ class ArrayDataModule(InMemoryDataModule):
 
     @staticmethod
     def _check_val_size(val_size: Any) -> int | float:
-        valid = (_is_int(val_size) and val_size >= 0) or (
+        valid = (is_int(val_size) and val_size >= 0) or (
             isinstance(val_size, float) and math.isfinite(val_size) and 0 <= val_size < 1
         )
         if not valid:

@@ -9,13 +9,13 @@ training and sharded over the processes of a DDP run.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 import torch
 
 from vae_zoo.data.batches import EpochSampler, InMemoryBatches, binarize
+from vae_zoo.validation import check_bool, check_choice, is_int
 
 BINARIZATIONS: tuple[str, ...] = ("none", "dynamic", "static")
 SEED_LIMIT = 2**32  # the range Lightning's seed_everything accepts
@@ -28,13 +28,9 @@ class DataError(ValueError):
     what is valid. A ``ValueError``, so that callers catching those keep working."""
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_positive_int(name: str, value: Any) -> int:
     """``value`` if it is an integer >= 1, else a :class:`DataError` naming ``name``."""
-    if not _is_int(value) or value <= 0:
+    if not is_int(value) or value <= 0:
         raise DataError(f"{name} must be a positive integer; got {value!r}")
     return value
 
@@ -44,23 +40,9 @@ def check_optional_positive_int(name: str, value: Any) -> int | None:
     return None if value is None else check_positive_int(name, value)
 
 
-def check_bool(name: str, value: Any) -> bool:
-    """``value`` if it is ``True`` or ``False`` (not merely truthy)."""
-    if not isinstance(value, bool):
-        raise DataError(f"{name} must be true or false; got {value!r}")
-    return value
-
-
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    """``value`` if it is one of ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        raise DataError(f"{name} must be one of {list(choices)}; got {value!r}")
-    return value
-
-
 def check_seed(value: Any) -> int:
     """``value`` if it is an integer in [0, 2**32), the seeds Lightning accepts."""
-    if not _is_int(value) or not 0 <= value < SEED_LIMIT:
+    if not is_int(value) or not 0 <= value < SEED_LIMIT:
         raise DataError(f"seed must be an integer in [0, 2**32); got {value!r}")
     return value
 
@@ -141,9 +123,9 @@ class InMemoryDataModule(L.LightningDataModule):
         super().__init__()
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.eval_batch_size = check_optional_positive_int("eval_batch_size", eval_batch_size) or batch_size
-        self.binarization = check_choice("binarization", binarization, BINARIZATIONS)
+        self.binarization = check_choice("binarization", binarization, BINARIZATIONS, DataError)
         self.seed = check_seed(seed)
-        self.on_device = check_bool("on_device", on_device)
+        self.on_device = check_bool("on_device", on_device, DataError)
         self.splits: dict[str, Split] = {}
 
     # ----------------------------------------------------------------- where batches go

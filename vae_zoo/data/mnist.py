@@ -17,12 +17,11 @@ from vae_zoo.data.base import (
     DataError,
     InMemoryDataModule,
     binarize_once,
-    check_bool,
-    check_choice,
     check_optional_path,
     evaluation_copy,
     split_indices,
 )
+from vae_zoo.validation import check_bool, check_choice
 
 DATASETS: dict[str, type[datasets.MNIST]] = {
     "mnist": datasets.MNIST,
@@ -148,14 +147,14 @@ class MNISTDataModule(InMemoryDataModule):
         on_device: bool = True,
         test_split: Literal["test", "all"] = "test",
     ) -> None:
-        check_choice("dataset", dataset, list(DATASETS))
-        check_choice("binarization", binarization, BINARIZATIONS)
+        check_choice("dataset", dataset, list(DATASETS), DataError)
+        check_choice("binarization", binarization, BINARIZATIONS, DataError)
         super().__init__(batch_size, eval_batch_size, binarization, seed, on_device)
         data_dir = check_optional_path("data_dir", data_dir)
         if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 <= val_size < TRAIN_SIZE:
             raise DataError(f"val_size must be an integer in [0, {TRAIN_SIZE}); got {val_size!r}")
-        self.download = check_bool("download", download)
-        self.test_split = check_choice("test_split", test_split, TEST_SPLITS)
+        self.download = check_bool("download", download, DataError)
+        self.test_split = check_choice("test_split", test_split, TEST_SPLITS, DataError)
         self.save_hyperparameters()
         self.data_dir = data_dir or default_data_dir()
         self.dataset = dataset
