@@ -22,7 +22,17 @@ from common import hardware
 
 from vae_zoo.cli import VaeZooCLI, cli_classes
 
-SHOWN = ("test/elbo", "test/nll_iwae", "test/recon", "test/kl", "test/acc", "test/nmi", "test/ari")
+SHOWN = (
+    "test/elbo",
+    "test/nll_iwae",
+    "test/recon",
+    "test/kl",
+    "test/sq_error",
+    "test/bce",
+    "test/acc",
+    "test/nmi",
+    "test/ari",
+)
 
 
 def run_seed(config: str, seed: int, epochs: int | None, out: Path, extra: list[str]) -> tuple[dict, float]:

@@ -10,11 +10,13 @@ Adam 1e-3) on the MNIST training split held as one tensor on ``--device``:
   analytic KL, ``binary_cross_entropy_with_logits``): ``index_select`` a batch, binarize by
   ``rand < p``, step.
 * **vae-zoo**: the ``vae-zoo`` command's path with ``configs/vae_mnist.yaml`` (its logger,
-  checkpointing, KL annealing, collapse detection, image callbacks, progress bar), timed over
-  the training steps only.
+  checkpointing, KL annealing, collapse detection, image callbacks, progress bar), timed from
+  the start of the first timed step to the end of the last, within the first epoch (every
+  callback's per-step hooks and the logging included; the end-of-epoch checkpoint not).
 
 The two alternate (plain, vae-zoo, plain, ...) ``--repeats`` times so that machine noise hits
-both; each run times ``--steps`` steps after ``--warmup`` untimed steps. Prints samples per
+both; each run times ``--steps`` steps after ``--warmup`` untimed steps (together less than one
+epoch: 430 steps at batch 128, the last one partial). Prints samples per
 second (min / median / max) of each and the ratio of the medians.
 """
 
@@ -86,29 +88,38 @@ def plain_run(images: torch.Tensor, batch_size: int, latent_dim: int, steps: int
 
 
 class StepTimer(Callback):
-    """Times the training steps ``warmup .. warmup + steps``."""
+    """Times the training steps ``warmup .. warmup + steps`` of the first epoch, from the start of
+    the first to the end of the last (every callback's per-step hooks included)."""
 
-    def __init__(self, warmup: int, batch_size: int, device: torch.device) -> None:
+    def __init__(self, warmup: int, steps: int, batch_size: int, device: torch.device) -> None:
         self.warmup = warmup
+        self.steps = steps
         self.batch_size = batch_size
         self.device = device
         self.start = 0.0
         self.samples_per_second = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module) -> None:
+        if self.warmup + self.steps >= trainer.num_training_batches:
+            raise ValueError(
+                f"--warmup + --steps must be less than one epoch, {trainer.num_training_batches} steps "
+                f"at this batch size (its last batch can be partial); got {self.warmup} + {self.steps}"
+            )
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
         if batch_idx == self.warmup:
             synchronize(self.device)
             self.start = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
-        synchronize(self.device)
-        timed = trainer.num_training_batches - self.warmup
-        self.samples_per_second = timed * self.batch_size / (time.perf_counter() - self.start)
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if batch_idx == self.warmup + self.steps - 1:
+            synchronize(self.device)
+            self.samples_per_second = self.steps * self.batch_size / (time.perf_counter() - self.start)
 
 
 def zoo_run(args: argparse.Namespace, device: torch.device, out: str) -> float:
     """Samples per second of ``vae-zoo fit --config configs/vae_mnist.yaml`` over the same steps."""
-    timer = StepTimer(args.warmup, args.batch_size, device)
+    timer = StepTimer(args.warmup, args.steps, args.batch_size, device)
     cli_args = [
         "--config",
         args.config,
