@@ -17,7 +17,9 @@ Adam 1e-3) on the MNIST training split held as one tensor on ``--device``:
 The two alternate (plain, vae-zoo, plain, ...) ``--repeats`` times so that machine noise hits
 both; each run times ``--steps`` steps after ``--warmup`` untimed steps (together less than one
 epoch: 430 steps at batch 128, the last one partial). Prints samples per
-second (min / median / max) of each and the ratio of the medians.
+second (min / median / max) of each, the ratio of the medians, and the median over the
+alternations of the ratio of each vae-zoo run to the plain run just before it (robust to the
+machine's speed drifting over minutes, which moves both runs of a pair alike).
 """
 
 from __future__ import annotations
@@ -194,6 +196,11 @@ def main() -> None:
     print(f"plain PyTorch: {summary(plain)}")
     print(f"vae-zoo:       {summary(zoo)}")
     print(f"ratio vae-zoo / plain (medians): {statistics.median(zoo) / statistics.median(plain):.3f}")
+    pairs = [z / p for z, p in zip(zoo, plain, strict=True)]
+    print(
+        f"ratio vae-zoo / plain of each alternation: median {statistics.median(pairs):.3f} "
+        f"(min {min(pairs):.3f}, max {max(pairs):.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""Where GMMVAE's clustering accuracy comes from: the EM start, or the mixture-prior phase.
+
+    python benchmarks/gmm_phases.py --seed 0 --save runs/gmm_phases/warm.pt
+    python benchmarks/gmm_phases.py --load runs/gmm_phases/warm.pt --fixed-weights
+    python benchmarks/gmm_phases.py --load runs/gmm_phases/warm.pt --kl-estimator monte_carlo
+
+Trains the model of ``configs/gmm_mnist.yaml`` (784-500-500-2000-10, K = 10, Bernoulli, Adam,
+batch 128, MNIST grey levels, the 55k training split) with a plain loop around the library's
+``GMMVAE`` (its own ``loss_terms`` and ``objective``, no Lightning): ``--warmup-epochs`` of the
+autoencoder warm-up (or the warmed-up weights of ``--load``), the EM fit of the prior to the
+codes of the training split (``initialize_prior``), then ``--mixture-epochs`` with the mixture
+prior. Prints the test-set accuracy (Hungarian matching) after EM and after every epoch of the
+mixture phase, so that the two sources of the final accuracy can be told apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+from common import hardware
+
+from vae_zoo.data import MNISTDataModule
+from vae_zoo.metrics import ClusteringAccuracy
+from vae_zoo.models import GMMVAE
+
+
+def train_epoch(
+    model: GMMVAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, batch_size: int
+) -> None:
+    """One epoch over ``images`` [N, 1, 28, 28] in a random order, with the model's own loss."""
+    model.train()
+    order = torch.randperm(images.shape[0])
+    for start in range(0, images.shape[0], batch_size):
+        loss = model.objective(model.loss_terms(images.index_select(0, order[start : start + batch_size])))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+@torch.no_grad()
+def test_accuracy(model: GMMVAE, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy of ``predict_cluster`` on ``images`` under the best one-to-one cluster-label map."""
+    metric = ClusteringAccuracy()
+    for start in range(0, images.shape[0], 1000):
+        metric.update(model.predict_cluster(images[start : start + 1000]), labels[start : start + 1000])
+    return float(metric.compute())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup-epochs", type=int, default=10)
+    parser.add_argument("--mixture-epochs", type=int, default=10)
+    parser.add_argument("--latent-dim", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--kl-estimator", choices=["responsibility", "monte_carlo"], default="responsibility")
+    parser.add_argument("--fixed-weights", action="store_true", help="keep the mixing weights at the EM fit")
+    parser.add_argument("--save", type=Path, help="write the warmed-up weights here")
+    parser.add_argument("--load", type=Path, help="start from these warmed-up weights (skips the warm-up)")
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    data = MNISTDataModule(binarization="none", download=False, val_size=5000, test_split="test")
+    data.setup()
+    train_images = data.splits["train"][0]
+    test_images, test_labels = data.splits["test"]
+    model = GMMVAE(
+        latent_dim=args.latent_dim,
+        lr=args.lr,
+        kl_estimator=args.kl_estimator,
+        learn_mixture_weights=not args.fixed_weights,
+    )
+    start = time.perf_counter()
+    if args.load is not None:
+        model.load_state_dict(torch.load(args.load))
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+        for _ in range(args.warmup_epochs):
+            train_epoch(model, optimizer, train_images, args.batch_size)
+        if args.save is not None:
+            args.save.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), args.save)
+    with torch.no_grad():
+        model.initialize_prior(torch.cat([model.encode(batch) for batch in train_images.split(1000)]))
+    print(f"after EM: test accuracy {test_accuracy(model, test_images, test_labels):.4f}", flush=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    for epoch in range(1, args.mixture_epochs + 1):
+        train_epoch(model, optimizer, train_images, args.batch_size)
+        accuracy = test_accuracy(model, test_images, test_labels)
+        print(f"mixture epoch {epoch}: test accuracy {accuracy:.4f}", flush=True)
+    print(f"\ncommand: python benchmarks/gmm_phases.py {shlex.join(sys.argv[1:])}")
+    print(f"hardware: {hardware()}; {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
