@@ -132,7 +132,7 @@ def zoo_run(args: argparse.Namespace, device: torch.device, out: str) -> float:
         "--trainer.max_epochs",
         "1",
         "--trainer.limit_train_batches",
-        str(args.warmup + args.steps),
+        str(args.warmup + args.steps + 1),  # one more, so that a partial last batch is never timed
         "--trainer.limit_val_batches",
         "0",
         "--trainer.num_sanity_val_steps",
