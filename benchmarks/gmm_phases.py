@@ -9,8 +9,10 @@ batch 128, MNIST grey levels, the 55k training split) with a plain loop around t
 ``GMMVAE`` (its own ``loss_terms`` and ``objective``, no Lightning): ``--warmup-epochs`` of the
 autoencoder warm-up (or the warmed-up weights of ``--load``), the EM fit of the prior to the
 codes of the training split (``initialize_prior``), then ``--mixture-epochs`` with the mixture
-prior. Prints the test-set accuracy (Hungarian matching) after EM and after every epoch of the
-mixture phase, so that the two sources of the final accuracy can be told apart.
+prior, under a fresh Adam (``vae-zoo fit`` keeps one optimizer, and its moments, across the
+switch; a run started from ``--load`` has no warm-up moments to keep). Prints the test-set
+accuracy (Hungarian matching) after EM and after every epoch of the mixture phase, so that the
+two sources of the final accuracy can be told apart.
 """
 
 from __future__ import annotations
