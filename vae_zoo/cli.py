@@ -70,11 +70,43 @@ class SaveConfig(SaveConfigCallback):
         self.already_saved = True
 
 
+class Trainer(L.Trainer):
+    """Lightning's ``Trainer``, typed so that the command reads ``limit_*_batches: 1`` as one batch.
+
+    Lightning annotates ``limit_{train,val,test,predict}_batches`` as ``float | int | None``, so
+    the command's parser turned ``--trainer.limit_test_batches 1`` (and a YAML ``1``) into the
+    float ``1.0``, which Lightning reads as 100% of the batches. Here they are ``int | float |
+    None``: a whole number (``1``, ``5``) is a number of batches, a number with a decimal point or
+    an exponent (``0.1``, ``1.0``) a fraction of them, as in Lightning's own documentation. Every
+    other argument is Lightning's, unchanged.
+    """
+
+    def __init__(
+        self,
+        *,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            limit_train_batches=limit_train_batches,
+            limit_val_batches=limit_val_batches,
+            limit_test_batches=limit_test_batches,
+            limit_predict_batches=limit_predict_batches,
+            **kwargs,
+        )
+
+
 class VaeZooCLI(LightningCLI):
     """LightningCLI with the zoo's defaults: subclass mode for model and data, W&B logging, best
-    and last checkpoints, seed 0, and the data module's ``input_shape`` linked into the model."""
+    and last checkpoints, seed 0, the data module's ``input_shape`` linked into the model, and
+    :class:`Trainer` (``limit_*_batches: 1`` is one batch)."""
 
     def __init__(self, *args, **kwargs) -> None:
+        if len(args) < 5:  # trainer_class is LightningCLI's fifth positional argument
+            kwargs.setdefault("trainer_class", Trainer)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_callback", SaveConfig)

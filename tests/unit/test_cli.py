@@ -139,6 +139,33 @@ def test_progress_bar_defaults_to_a_refresh_every_20_steps(
 
 
 @pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", 1), ("3", 3), ("0", 0), ("0.1", 0.1), ("1.0", 1.0), ("1e-1", 0.1)],
+)
+def test_limit_batches_reads_a_whole_number_as_batches_and_a_decimal_as_a_fraction(
+    value: str, expected: int | float, synthetic_mnist: Path, tmp_path: Path
+) -> None:
+    args = ["--model", "VAE", "--data", "MNISTDataModule", "--data.data_dir", str(synthetic_mnist)]
+    args += ["--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)]
+    for stage in ("train", "val", "test", "predict"):
+        args += [f"--trainer.limit_{stage}_batches", value]
+    trainer = VaeZooCLI(*cli_classes(), args=args, run=False).trainer
+    for stage in ("train", "val", "test", "predict"):
+        limit = getattr(trainer, f"limit_{stage}_batches")
+        assert limit == expected and type(limit) is type(expected)  # 1 is one batch, 1.0 all of them
+
+
+def test_limit_batches_of_one_in_a_config_file_is_one_batch(synthetic_mnist: Path, tmp_path: Path) -> None:
+    config = tmp_path / "limits.yaml"
+    config.write_text("trainer:\n  limit_val_batches: 1\n  limit_test_batches: 0.5\n")
+    args = ["--config", str(config), "--model", "VAE", "--data", "MNISTDataModule"]
+    args += ["--data.data_dir", str(synthetic_mnist), "--trainer.logger", "false"]
+    trainer = VaeZooCLI(*cli_classes(), args=[*args, "--trainer.default_root_dir", str(tmp_path)], run=False).trainer
+    assert (trainer.limit_val_batches, trainer.limit_test_batches) == (1, 0.5)
+    assert type(trainer.limit_val_batches) is int
+
+
+@pytest.mark.parametrize(
     ("extra", "message"),
     [
         (
