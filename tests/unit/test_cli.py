@@ -160,7 +160,8 @@ def test_limit_batches_of_one_in_a_config_file_is_one_batch(synthetic_mnist: Pat
     config.write_text("trainer:\n  limit_val_batches: 1\n  limit_test_batches: 0.5\n")
     args = ["--config", str(config), "--model", "VAE", "--data", "MNISTDataModule"]
     args += ["--data.data_dir", str(synthetic_mnist), "--trainer.logger", "false"]
-    trainer = VaeZooCLI(*cli_classes(), args=[*args, "--trainer.default_root_dir", str(tmp_path)], run=False).trainer
+    args += ["--trainer.default_root_dir", str(tmp_path)]
+    trainer = VaeZooCLI(*cli_classes(), args=args, run=False).trainer
     assert (trainer.limit_val_batches, trainer.limit_test_batches) == (1, 0.5)
     assert type(trainer.limit_val_batches) is int
 
