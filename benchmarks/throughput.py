@@ -14,12 +14,23 @@ Adam 1e-3) on the MNIST training split held as one tensor on ``--device``:
   the start of the first timed step to the end of the last, within the first epoch (every
   callback's per-step hooks and the logging included; the end-of-epoch checkpoint not).
 
-The two alternate (plain, vae-zoo, plain, ...) ``--repeats`` times so that machine noise hits
-both; each run times ``--steps`` steps after ``--warmup`` untimed steps (together less than one
-epoch: 430 steps at batch 128, the last one partial). Prints samples per
-second (min / median / max) of each, the ratio of the medians, and the median over the
-alternations of the ratio of each vae-zoo run to the plain run just before it (robust to the
-machine's speed drifting over minutes, which moves both runs of a pair alike).
+With ``--breakdown``, three runs between the two say where the gap comes from:
+
+* **plain loop, zoo model**: the plain loop around the library's ``VAE`` (its ``loss_terms`` and
+  ``objective``): the cost of the model code;
+* **Trainer, plain model**: the hand-written model in a bare ``LightningModule``, trained by a
+  ``Trainer`` without logger, progress bar, checkpoints or callbacks, on the same data module:
+  the cost of Lightning's loop;
+* **Trainer, zoo model**: the library's ``VAE`` (its own ``training_step``) under that bare
+  ``Trainer``; what is left to the command is its callbacks, logger and checkpointing.
+
+The runs alternate (plain, [the three,] vae-zoo, plain, ...) ``--repeats`` times so that
+machine noise hits all; each run times ``--steps`` steps after ``--warmup`` untimed steps
+(together less than one epoch: 430 steps at batch 128, the last one partial). Prints samples per
+second (min / median / max) of each run, and for each its ratio to the plain loop: the ratio of
+the medians, and the median over the alternations of the ratio to the plain run of the same
+alternation (robust to the machine's speed drifting over minutes, which moves all runs of an
+alternation alike).
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -39,6 +51,7 @@ from torch import nn
 
 from vae_zoo.cli import VaeZooCLI, cli_classes
 from vae_zoo.data import MNISTDataModule
+from vae_zoo.models import VAE
 
 
 def synchronize(device: torch.device) -> None:
@@ -67,10 +80,36 @@ class PlainVAE(nn.Module):
         return (recon + kl).mean()
 
 
-def plain_run(images: torch.Tensor, batch_size: int, latent_dim: int, steps: int, warmup: int) -> float:
-    """Samples per second of the plain loop over ``steps`` steps after ``warmup``."""
+class PlainModule(L.LightningModule):
+    """:class:`PlainVAE` as a bare LightningModule: Lightning's loop around the reference model."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.model = PlainVAE(latent_dim)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        return self.model.loss(batch[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def plain_run(
+    images: torch.Tensor,
+    batch_size: int,
+    latent_dim: int,
+    steps: int,
+    warmup: int,
+    zoo_model: bool = False,
+) -> float:
+    """Samples per second of the plain loop over ``steps`` steps after ``warmup``; with
+    ``zoo_model``, the loop trains the library's ``VAE`` through its ``loss_terms`` and ``objective``."""
     device = images.device
-    model = PlainVAE(latent_dim).to(device)
+    model = VAE(latent_dim=latent_dim).to(device) if zoo_model else PlainVAE(latent_dim).to(device)
+
+    def loss_of(x: torch.Tensor) -> torch.Tensor:
+        return model.objective(model.loss_terms(x)) if zoo_model else model.loss(x)
+
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     order = torch.randperm(images.shape[0], device=device)
     start = 0.0
@@ -81,7 +120,7 @@ def plain_run(images: torch.Tensor, batch_size: int, latent_dim: int, steps: int
         index = order[(step * batch_size) % (images.shape[0] - batch_size) :][:batch_size]
         probabilities = images.index_select(0, index)
         x = (torch.rand_like(probabilities) < probabilities).float()  # Bernoulli, 3x torch.bernoulli
-        loss = model.loss(x)
+        loss = loss_of(x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -117,6 +156,30 @@ class StepTimer(Callback):
         if batch_idx == self.warmup + self.steps - 1:
             synchronize(self.device)
             self.samples_per_second = self.steps * self.batch_size / (time.perf_counter() - self.start)
+
+
+def bare_trainer_run(args: argparse.Namespace, device: torch.device, zoo_model: bool) -> float:
+    """Samples per second of a ``Trainer`` without logger, progress bar, checkpoints or callbacks
+    (but the timer) training :class:`PlainModule`, or the library's ``VAE`` with ``zoo_model``,
+    on the command's data module (dynamic binarization, data as one tensor)."""
+    timer = StepTimer(args.warmup, args.steps, args.batch_size, device)
+    trainer = L.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        max_epochs=1,
+        limit_train_batches=args.warmup + args.steps + 1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    module = VAE(latent_dim=args.latent_dim) if zoo_model else PlainModule(args.latent_dim)
+    data = MNISTDataModule(batch_size=args.batch_size, binarization="dynamic", download=False)
+    trainer.fit(module, datamodule=data)
+    return timer.samples_per_second
 
 
 def zoo_run(args: argparse.Namespace, device: torch.device, out: str) -> float:
@@ -172,6 +235,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the plain loop with the zoo's model and a bare Trainer with either model",
+    )
+    parser.add_argument(
         "--logger",
         default="lightning.pytorch.loggers.CSVLogger",
         help="the logger of the vae-zoo side (the command's default is vae_zoo.loggers.WandbLogger)",
@@ -181,26 +249,39 @@ def main() -> None:
     data = MNISTDataModule(binarization="none", download=False)
     data.setup()
     images = data.splits["train"][0].to(device)
-    plain, zoo = [], []
+    sizes = (args.batch_size, args.latent_dim, args.steps, args.warmup)
+    runs: dict[str, Callable[[str], float]] = {"plain PyTorch": lambda out: plain_run(images, *sizes)}
+    if args.breakdown:
+        runs["plain loop, zoo model"] = lambda out: plain_run(images, *sizes, zoo_model=True)
+        runs["Trainer, plain model"] = lambda out: bare_trainer_run(args, device, zoo_model=False)
+        runs["Trainer, zoo model"] = lambda out: bare_trainer_run(args, device, zoo_model=True)
+    runs["vae-zoo"] = lambda out: zoo_run(args, device, out)
+    rates: dict[str, list[float]] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as out:
         for repeat in range(args.repeats):
-            torch.manual_seed(repeat)
-            plain.append(plain_run(images, args.batch_size, args.latent_dim, args.steps, args.warmup))
-            zoo.append(zoo_run(args, device, out))
-            print(f"repeat {repeat}: plain {plain[-1]:,.0f}  vae-zoo {zoo[-1]:,.0f} samples/s", flush=True)
+            for name, run in runs.items():
+                torch.manual_seed(repeat)
+                rates[name].append(run(out))
+            shown = "  ".join(f"{name} {values[-1]:,.0f}" for name, values in rates.items())
+            print(f"repeat {repeat}: {shown} samples/s", flush=True)
     print(f"\ncommand: python benchmarks/throughput.py {shlex.join(sys.argv[1:])}")
     print(
         f"hardware: {hardware()}; batch {args.batch_size}; "
         f"{args.steps} timed steps after {args.warmup}; logger of vae-zoo: {args.logger}"
     )
-    print(f"plain PyTorch: {summary(plain)}")
-    print(f"vae-zoo:       {summary(zoo)}")
-    print(f"ratio vae-zoo / plain (medians): {statistics.median(zoo) / statistics.median(plain):.3f}")
-    pairs = [z / p for z, p in zip(zoo, plain, strict=True)]
-    print(
-        f"ratio vae-zoo / plain of each alternation: median {statistics.median(pairs):.3f} "
-        f"(min {min(pairs):.3f}, max {max(pairs):.3f})"
-    )
+    plain = rates["plain PyTorch"]
+    width = max(len(name) for name in rates) + 1
+    for name, values in rates.items():
+        print(f"{name + ':':{width}} {summary(values)}")
+    for name, values in rates.items():
+        if name == "plain PyTorch":
+            continue
+        pairs = [value / reference for value, reference in zip(values, plain, strict=True)]
+        of_medians = statistics.median(values) / statistics.median(plain)
+        print(
+            f"ratio {name} / plain: {of_medians:.3f} (medians); per alternation median "
+            f"{statistics.median(pairs):.3f} (min {min(pairs):.3f}, max {max(pairs):.3f})"
+        )
 
 
 if __name__ == "__main__":
