@@ -3,6 +3,7 @@
     python benchmarks/gmm_phases.py --seed 0 --save runs/gmm_phases/warm.pt
     python benchmarks/gmm_phases.py --load runs/gmm_phases/warm.pt --fixed-weights
     python benchmarks/gmm_phases.py --load runs/gmm_phases/warm.pt --kl-estimator monte_carlo
+    python benchmarks/gmm_phases.py --warmup-epochs 100 --em-every 10 --mixture-epochs 0
 
 Trains the model of ``configs/gmm_mnist.yaml`` (784-500-500-2000-10, K = 10, Bernoulli, Adam,
 batch 128, MNIST grey levels, the 55k training split) with a plain loop around the library's
@@ -12,7 +13,9 @@ codes of the training split (``initialize_prior``), then ``--mixture-epochs`` wi
 prior, under a fresh Adam (``vae-zoo fit`` keeps one optimizer, and its moments, across the
 switch; a run started from ``--load`` has no warm-up moments to keep). Prints the test-set
 accuracy (Hungarian matching) after EM and after every epoch of the mixture phase, so that the
-two sources of the final accuracy can be told apart.
+two sources of the final accuracy can be told apart. ``--em-every N`` also prints, every ``N``
+warm-up epochs, the test accuracy that the EM start would have there (the same fit as
+``initialize_prior``, on the codes of the training split, without ending the warm-up).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from common import hardware
 
 from vae_zoo.data import MNISTDataModule
 from vae_zoo.metrics import ClusteringAccuracy
+from vae_zoo.mixtures import fit_diagonal_gmm
 from vae_zoo.models import GMMVAE
 
 
@@ -54,6 +58,22 @@ def test_accuracy(model: GMMVAE, images: torch.Tensor, labels: torch.Tensor) -> 
     return float(metric.compute())
 
 
+@torch.no_grad()
+def em_start_accuracy(
+    model: GMMVAE, train_images: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor
+) -> float:
+    """Test accuracy of the mixture ``initialize_prior`` would fit now, leaving the model as it is."""
+    model.eval()
+    codes = torch.cat([model.encode(batch) for batch in train_images.split(1000)])
+    hp = model.hparams
+    gmm = fit_diagonal_gmm(codes, hp.num_components, hp.em_iterations, hp.em_restarts, seed=0)
+    metric = ClusteringAccuracy()
+    for start in range(0, test_images.shape[0], 1000):
+        clusters = gmm.log_joint(model.encode(test_images[start : start + 1000])).argmax(-1)
+        metric.update(clusters, test_labels[start : start + 1000])
+    return float(metric.compute())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -66,6 +86,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--kl-estimator", choices=["responsibility", "monte_carlo"], default="responsibility")
     parser.add_argument("--fixed-weights", action="store_true", help="keep the mixing weights at the EM fit")
+    parser.add_argument(
+        "--em-every", type=int, default=0, help="print the EM start's accuracy every N warm-up epochs"
+    )
     parser.add_argument("--save", type=Path, help="write the warmed-up weights here")
     parser.add_argument("--load", type=Path, help="start from these warmed-up weights (skips the warm-up)")
     args = parser.parse_args()
@@ -85,8 +108,15 @@ def main() -> None:
         model.load_state_dict(torch.load(args.load))
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-        for _ in range(args.warmup_epochs):
+        for epoch in range(1, args.warmup_epochs + 1):
             train_epoch(model, optimizer, train_images, args.batch_size)
+            if args.em_every and epoch % args.em_every == 0:
+                accuracy = em_start_accuracy(model, train_images, test_images, test_labels)
+                seconds = time.perf_counter() - start
+                print(
+                    f"warm-up epoch {epoch}: EM start's test accuracy {accuracy:.4f} ({seconds:.0f} s)",
+                    flush=True,
+                )
         if args.save is not None:
             args.save.parent.mkdir(parents=True, exist_ok=True)
             torch.save(model.state_dict(), args.save)
