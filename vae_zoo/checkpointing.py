@@ -95,7 +95,20 @@ class BestAndLastCheckpoint(ModelCheckpoint):
 
     @property
     def state_key(self) -> str:
-        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+        # Lightning formats this key for every hook it calls on the callback (its profiler's
+        # label), several times a training step: made once per setting of the fields it names
+        settings = (
+            self.monitor,
+            self.mode,
+            self._every_n_train_steps,
+            self._every_n_epochs,
+            self._train_time_interval,
+        )
+        cached = getattr(self, "_state_key_cache", None)
+        if cached is None or cached[0] != settings:
+            key = super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+            cached = self._state_key_cache = (settings, key)
+        return cached[1]
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)

@@ -110,6 +110,14 @@ def test_a_trainer_whose_save_fails_keeps_its_last_checkpoint(tmp_path: Path, mo
     assert not [p for p in (tmp_path / "ckpt").iterdir() if p.suffix == ".tmp"]
 
 
+def test_best_and_last_checkpoint_keeps_model_checkpoints_state_key_as_its_settings_change() -> None:
+    ours, theirs = BestAndLastCheckpoint(monitor="val/loss"), ModelCheckpoint(monitor="val/loss")
+    assert ours.state_key == theirs.state_key
+    ours.monitor, theirs.monitor = "val/elbo", "val/elbo"  # the cached key follows the settings
+    assert ours.state_key == theirs.state_key
+    assert "val/elbo" in ours.state_key
+
+
 @pytest.mark.parametrize("checkpoint_class", [ModelCheckpoint, BestAndLastCheckpoint])
 def test_last_ckpt_holds_the_last_epoch_when_the_monitored_value_does_not_improve(
     checkpoint_class: type, tmp_path: Path
