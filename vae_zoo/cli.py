@@ -90,13 +90,14 @@ class Trainer(L.Trainer):
         limit_predict_batches: int | float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            limit_train_batches=limit_train_batches,
-            limit_val_batches=limit_val_batches,
-            limit_test_batches=limit_test_batches,
-            limit_predict_batches=limit_predict_batches,
-            **kwargs,
-        )
+        limits = {
+            "limit_train_batches": limit_train_batches,
+            "limit_val_batches": limit_val_batches,
+            "limit_test_batches": limit_test_batches,
+            "limit_predict_batches": limit_predict_batches,
+        }
+        # only those given, so that Lightning's defaults (and its PL_TRAINER_* variables) still apply
+        super().__init__(**{name: value for name, value in limits.items() if value is not None}, **kwargs)
 
 
 class VaeZooCLI(LightningCLI):
