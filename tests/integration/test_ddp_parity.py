@@ -338,4 +338,10 @@ def test_one_checkpoint_validated_by_one_and_by_two_processes_gives_the_same_met
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
-    worker(Path(sys.argv[2]), Path(sys.argv[3]))
+    try:
+        worker(Path(sys.argv[2]), Path(sys.argv[3]))
+    finally:
+        # Lightning leaves the gloo process group open; torn down by the interpreter's exit
+        # instead, its threads once aborted a worker ("terminate called without an active exception")
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
