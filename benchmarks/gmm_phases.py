@@ -24,6 +24,7 @@ import argparse
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,11 +51,18 @@ def train_epoch(
 
 
 @torch.no_grad()
-def test_accuracy(model: GMMVAE, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Accuracy of ``predict_cluster`` on ``images`` under the best one-to-one cluster-label map."""
+def test_accuracy(
+    model: GMMVAE,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    clusters_of: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> float:
+    """Accuracy of ``clusters_of`` (default ``predict_cluster``) on ``images`` under the best
+    one-to-one cluster-label map."""
+    clusters_of = clusters_of or model.predict_cluster
     metric = ClusteringAccuracy()
     for start in range(0, images.shape[0], 1000):
-        metric.update(model.predict_cluster(images[start : start + 1000]), labels[start : start + 1000])
+        metric.update(clusters_of(images[start : start + 1000]), labels[start : start + 1000])
     return float(metric.compute())
 
 
@@ -67,11 +75,9 @@ def em_start_accuracy(
     codes = torch.cat([model.encode(batch) for batch in train_images.split(1000)])
     hp = model.hparams
     gmm = fit_diagonal_gmm(codes, hp.num_components, hp.em_iterations, hp.em_restarts, seed=0)
-    metric = ClusteringAccuracy()
-    for start in range(0, test_images.shape[0], 1000):
-        clusters = gmm.log_joint(model.encode(test_images[start : start + 1000])).argmax(-1)
-        metric.update(clusters, test_labels[start : start + 1000])
-    return float(metric.compute())
+    return test_accuracy(
+        model, test_images, test_labels, lambda images: gmm.log_joint(model.encode(images)).argmax(-1)
+    )
 
 
 def main() -> None:
