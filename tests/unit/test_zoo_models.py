@@ -10,6 +10,7 @@ import torch
 from matplotlib.figure import Figure
 from scipy.cluster import hierarchy
 
+from vae_zoo.data import MNISTDataModule
 from vae_zoo.models import GMMVAE, Autoencoder, HierarchicalGMMVAE, LinearAutoencoder, principal_angles
 
 
@@ -230,3 +231,30 @@ def test_the_prior_can_be_initialised_outside_a_trainer() -> None:
     assert bool(model.prior_initialized) and bool(model.prior.has_tree)
     order = torch.cdist(centres, model.prior.means.detach()).argmin(-1)
     torch.testing.assert_close(model.prior.means.detach()[order], centres, atol=0.2, rtol=0)
+
+
+def test_gmm_vae_fits_its_prior_to_the_codes_of_unaugmented_images(synthetic_mnist) -> None:
+    data = MNISTDataModule(
+        data_dir=str(synthetic_mnist),
+        download=False,
+        val_size=40,
+        batch_size=50,
+        binarization="none",
+        augment_shift=0.3,
+    )
+    model = GMMVAE(latent_dim=2, hidden_dims=[16], num_components=2, warmup_epochs=0)
+    seen: dict[str, torch.Tensor] = {}
+    fit_prior = model.initialize_prior
+
+    def initialize_prior(codes: torch.Tensor) -> None:
+        seen["codes"] = codes
+        seen["clean"] = model.encode(data.splits["train"][0])  # [200, 2], the codes wanted
+        seen["augmented"] = model.encode(next(iter(model.trainer.train_dataloader))[0])  # [50, 2]
+        fit_prior(codes)
+
+    model.initialize_prior = initialize_prior
+    quiet_trainer(epochs=1).fit(model, datamodule=data)
+    codes, clean, augmented = seen["codes"], seen["clean"], seen["augmented"]
+    assert codes.shape == clean.shape == (200, 2)
+    torch.testing.assert_close(codes.sort(0).values, clean.sort(0).values)
+    assert not torch.isin(augmented[:, 0], codes[:, 0]).any()

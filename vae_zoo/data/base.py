@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from vae_zoo.data.batches import EpochSampler, InMemoryBatches, binarize
+from vae_zoo.data.batches import Augmentation, EpochSampler, InMemoryBatches, binarize
 from vae_zoo.validation import check_bool, check_choice, is_int
 
 BINARIZATIONS: tuple[str, ...] = ("none", "dynamic", "static")
@@ -145,9 +145,15 @@ class InMemoryDataModule(L.LightningDataModule):
         device = self._device()
         rank, world_size = self._rank_and_world()
         sampler = EpochSampler(len(x), shuffle, self.seed, rank, world_size, pad=shuffle)
-        dynamic = self.binarization == "dynamic" and split == "train"
+        training = split == "train"
+        dynamic = self.binarization == "dynamic" and training
+        augmentation = self.train_augmentation() if training else None
         labels = None if y is None else y.to(device)
-        return InMemoryBatches(x.to(device), labels, batch_size, sampler, dynamic)
+        return InMemoryBatches(x.to(device), labels, batch_size, sampler, dynamic, augmentation=augmentation)
+
+    def train_augmentation(self) -> Augmentation | None:
+        """The random transformation of training batches (``None``: none); subclasses choose it."""
+        return None
 
     def _check_batch_size(self, train_size: int, where: str) -> None:
         """Refuse a training batch larger than the training split (``where`` says what that is)."""

@@ -12,6 +12,13 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision import datasets
 
+from vae_zoo.data.augmentation import (
+    MAX_ROTATION_DEGREES,
+    MAX_SHIFT_FRACTION,
+    SHIFT_UNIT,
+    RandomAffine,
+    check_range,
+)
 from vae_zoo.data.base import (
     BINARIZATIONS,
     DataError,
@@ -130,6 +137,11 @@ class MNISTDataModule(InMemoryDataModule):
             Clustering papers (DEC, VaDE) report accuracy over these 70k images; a model has
             seen most of them in training, so ``"all"`` measures clustering, not generalization.
             Setup logs a line saying so.
+        augment_rotation: rotate every training image by its own random angle of up to this
+            many degrees, in [0, 180], each time it is seen (validation, test and the other
+            splits are never augmented); see :class:`~vae_zoo.data.augmentation.RandomAffine`.
+        augment_shift: shift every training image by up to this fraction of its size, in
+            [0, 0.5], likewise. Both 0 (the default): no augmentation.
     """
 
     input_shape: tuple[int, int, int] = (1, *IMAGE_SIZE)
@@ -146,6 +158,8 @@ class MNISTDataModule(InMemoryDataModule):
         download: bool = True,
         on_device: bool = True,
         test_split: Literal["test", "all"] = "test",
+        augment_rotation: float = 0.0,
+        augment_shift: float = 0.0,
     ) -> None:
         check_choice("dataset", dataset, list(DATASETS), DataError)
         check_choice("binarization", binarization, BINARIZATIONS, DataError)
@@ -155,10 +169,18 @@ class MNISTDataModule(InMemoryDataModule):
             raise DataError(f"val_size must be an integer in [0, {TRAIN_SIZE}); got {val_size!r}")
         self.download = check_bool("download", download, DataError)
         self.test_split = check_choice("test_split", test_split, TEST_SPLITS, DataError)
+        self.augmentation = RandomAffine(
+            check_range("augment_rotation", augment_rotation, MAX_ROTATION_DEGREES, "degrees", DataError),
+            check_range("augment_shift", augment_shift, MAX_SHIFT_FRACTION, SHIFT_UNIT, DataError),
+        )
         self.save_hyperparameters()
         self.data_dir = data_dir or default_data_dir()
         self.dataset = dataset
         self.val_size = val_size
+
+    def train_augmentation(self) -> RandomAffine | None:
+        """The random rotation and shift of training images, or ``None`` when both are 0."""
+        return None if self.augmentation.identity else self.augmentation
 
     def prepare_data(self) -> None:
         """Download missing files when allowed; otherwise name the folder and the files."""

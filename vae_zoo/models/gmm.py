@@ -10,6 +10,7 @@ from torch.distributions import Normal
 from torchmetrics import MetricCollection
 from torchmetrics.clustering import AdjustedRandScore, NormalizedMutualInfoScore
 
+from vae_zoo.data import InMemoryBatches
 from vae_zoo.likelihoods import LikelihoodName
 from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import fit_diagonal_gmm
@@ -146,9 +147,12 @@ class GMMVAE(VAE):
 
     @torch.no_grad()
     def training_codes(self) -> torch.Tensor:
-        """Posterior means of every training example of this process: [N, D]."""
-        codes = [self.encode(batch_inputs(batch).to(self.device)) for batch in self.trainer.train_dataloader]
-        return torch.cat(codes)
+        """Posterior means of every training example of this process: [N, D]; of the examples as
+        they are, not as a data module's augmentation changes them for training."""
+        loader = self.trainer.train_dataloader
+        if isinstance(loader, InMemoryBatches):
+            loader = loader.without_augmentation()
+        return torch.cat([self.encode(batch_inputs(batch).to(self.device)) for batch in loader])
 
     @torch.no_grad()
     def initialize_prior(self, codes: torch.Tensor) -> None:
