@@ -4,6 +4,7 @@
     python benchmarks/gmm_phases.py --load runs/gmm_phases/warm.pt --fixed-weights
     python benchmarks/gmm_phases.py --load runs/gmm_phases/warm.pt --kl-estimator monte_carlo
     python benchmarks/gmm_phases.py --warmup-epochs 100 --em-every 10 --mixture-epochs 0
+    python benchmarks/gmm_phases.py --augment-rotation 10 --augment-shift 0.1
 
 Trains the model of ``configs/gmm_mnist.yaml`` (784-500-500-2000-10, K = 10, Bernoulli, Adam,
 batch 128, MNIST grey levels, the 55k training split) with a plain loop around the library's
@@ -16,6 +17,9 @@ accuracy (Hungarian matching) after EM and after every epoch of the mixture phas
 two sources of the final accuracy can be told apart. ``--em-every N`` also prints, every ``N``
 warm-up epochs, the test accuracy that the EM start would have there (the same fit as
 ``initialize_prior``, on the codes of the training split, without ending the warm-up).
+``--augment-rotation`` and ``--augment-shift`` train on randomly rotated and shifted images, as
+``MNISTDataModule``'s options of the same names do (EM still fits the codes of the images as
+they are).
 """
 
 from __future__ import annotations
@@ -30,20 +34,28 @@ from pathlib import Path
 import torch
 from common import hardware
 
-from vae_zoo.data import MNISTDataModule
+from vae_zoo.data import MNISTDataModule, RandomAffine
 from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import fit_diagonal_gmm
 from vae_zoo.models import GMMVAE
 
 
 def train_epoch(
-    model: GMMVAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, batch_size: int
+    model: GMMVAE,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    batch_size: int,
+    augmentation: RandomAffine | None = None,
 ) -> None:
-    """One epoch over ``images`` [N, 1, 28, 28] in a random order, with the model's own loss."""
+    """One epoch over ``images`` [N, 1, 28, 28] in a random order, with the model's own loss, each
+    batch transformed by ``augmentation`` when given."""
     model.train()
     order = torch.randperm(images.shape[0])
     for start in range(0, images.shape[0], batch_size):
-        loss = model.objective(model.loss_terms(images.index_select(0, order[start : start + batch_size])))
+        batch = images.index_select(0, order[start : start + batch_size])
+        if augmentation is not None:
+            batch = augmentation(batch)
+        loss = model.objective(model.loss_terms(batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -95,6 +107,12 @@ def main() -> None:
     parser.add_argument(
         "--em-every", type=int, default=0, help="print the EM start's accuracy every N warm-up epochs"
     )
+    parser.add_argument(
+        "--augment-rotation", type=float, default=0.0, help="degrees, as MNISTDataModule's augment_rotation"
+    )
+    parser.add_argument(
+        "--augment-shift", type=float, default=0.0, help="fraction, as MNISTDataModule's augment_shift"
+    )
     parser.add_argument("--save", type=Path, help="write the warmed-up weights here")
     parser.add_argument("--load", type=Path, help="start from these warmed-up weights (skips the warm-up)")
     args = parser.parse_args()
@@ -109,13 +127,15 @@ def main() -> None:
         kl_estimator=args.kl_estimator,
         learn_mixture_weights=not args.fixed_weights,
     )
+    augmentation = RandomAffine(args.augment_rotation, args.augment_shift)
+    augmentation = None if augmentation.identity else augmentation
     start = time.perf_counter()
     if args.load is not None:
         model.load_state_dict(torch.load(args.load))
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
         for epoch in range(1, args.warmup_epochs + 1):
-            train_epoch(model, optimizer, train_images, args.batch_size)
+            train_epoch(model, optimizer, train_images, args.batch_size, augmentation)
             if args.em_every and epoch % args.em_every == 0:
                 accuracy = em_start_accuracy(model, train_images, test_images, test_labels)
                 seconds = time.perf_counter() - start
@@ -131,7 +151,7 @@ def main() -> None:
     print(f"after EM: test accuracy {test_accuracy(model, test_images, test_labels):.4f}", flush=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     for epoch in range(1, args.mixture_epochs + 1):
-        train_epoch(model, optimizer, train_images, args.batch_size)
+        train_epoch(model, optimizer, train_images, args.batch_size, augmentation)
         accuracy = test_accuracy(model, test_images, test_labels)
         print(f"mixture epoch {epoch}: test accuracy {accuracy:.4f}", flush=True)
     print(f"\ncommand: python benchmarks/gmm_phases.py {shlex.join(sys.argv[1:])}")

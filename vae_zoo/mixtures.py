@@ -1,4 +1,5 @@
-"""Expectation-maximisation for diagonal Gaussian mixtures, in torch (runs on the training device).
+"""Expectation-maximisation for diagonal Gaussian mixtures, and k-means, in torch (runs on the
+training device).
 
 Used to initialise the mixture priors from the codes of a warmed-up encoder, and to fit the
 latent density of deterministic autoencoders.
@@ -66,6 +67,52 @@ def _kmeans(x: torch.Tensor, centres: torch.Tensor, iterations: int) -> torch.Te
     return torch.cdist(x, centres).argmin(-1)
 
 
+def kmeans(
+    x: torch.Tensor, num_clusters: int, restarts: int = 10, iterations: int = 50, seed: int = 0
+) -> torch.Tensor:
+    """k-means: the assignment [N] (int64) of the lowest within-cluster sum of squares
+    ``sum_n ||x_n - c_{a_n}||^2`` over ``restarts`` k-means++ starts of ``iterations`` Lloyd steps.
+
+    Args:
+        x: data [N, D] with ``N >= num_clusters``.
+        num_clusters: ``K``.
+        restarts, iterations: starts, and Lloyd iterations per start.
+        seed: seed of the k-means++ draws.
+    """
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    best, best_inertia = None, math.inf
+    for _ in range(restarts):
+        assignment = _kmeans(x, _kmeans_plus_plus(x, num_clusters, generator), iterations)
+        counts = torch.bincount(assignment, minlength=num_clusters).unsqueeze(-1)  # [K, 1]
+        centres = torch.zeros(num_clusters, x.shape[1], dtype=x.dtype, device=x.device)
+        centres = centres.index_add_(0, assignment, x) / counts.clamp_min(1)  # [K, D]
+        inertia = float(((x - centres[assignment]) ** 2).sum())
+        if inertia < best_inertia:
+            best, best_inertia = assignment, inertia
+    return best
+
+
+def gmm_from_assignment(x: torch.Tensor, assignment: torch.Tensor, num_components: int) -> DiagonalGMM:
+    """The diagonal mixture of a hard clustering: ``pi_k = N_k / N`` and the mean and variance
+    (``+ 1e-4``) of the points of each cluster; one M-step of EM with 0/1 responsibilities.
+
+    ``x`` [N, D], ``assignment`` [N] in ``[0, num_components)``; computed in float64, returned
+    in ``x``'s dtype (float32 at least), with the average log-likelihood of ``x``.
+    """
+    data = x.detach().double()
+    model = _maximisation(data, torch.nn.functional.one_hot(assignment, num_components).double())
+    log_likelihood = torch.logsumexp(model.log_joint(data), -1).mean().item()
+    return _cast(model, x.dtype, log_likelihood)
+
+
+def _cast(model: DiagonalGMM, dtype: torch.dtype, log_likelihood: float) -> DiagonalGMM:
+    # float32 at least: codes made under bf16/fp16 autocast must not round the fitted mixture
+    dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    return DiagonalGMM(
+        model.weights.to(dtype), model.means.to(dtype), model.variances.to(dtype), log_likelihood
+    )
+
+
 def fit_diagonal_gmm(
     x: torch.Tensor,
     num_components: int,
@@ -119,11 +166,7 @@ def fit_diagonal_gmm(
         model.log_likelihood = log_likelihood
         if best is None or model.log_likelihood > best.log_likelihood:
             best = model
-    # float32 at least: codes made under bf16/fp16 autocast must not round the fitted mixture
-    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    return DiagonalGMM(
-        best.weights.to(dtype), best.means.to(dtype), best.variances.to(dtype), best.log_likelihood
-    )
+    return _cast(best, x.dtype, best.log_likelihood)
 
 
 def _maximisation(x: torch.Tensor, responsibilities: torch.Tensor) -> DiagonalGMM:

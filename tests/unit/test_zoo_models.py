@@ -10,8 +10,11 @@ import torch
 from matplotlib.figure import Figure
 from scipy.cluster import hierarchy
 
+from tests.unit.test_spectral import two_moons
 from vae_zoo.data import MNISTDataModule
+from vae_zoo.mixtures import gmm_from_assignment
 from vae_zoo.models import GMMVAE, Autoencoder, HierarchicalGMMVAE, LinearAutoencoder, principal_angles
+from vae_zoo.spectral import spectral_clustering
 
 
 def low_rank_data(n: int = 400, d: int = 12, rank: int = 3, noise: float = 0.05) -> torch.Tensor:
@@ -134,8 +137,11 @@ def two_blobs() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-@pytest.mark.parametrize("estimator", ["monte_carlo", "responsibility"])
-def test_gmm_vae_initialises_its_prior_after_the_warmup_and_clusters(estimator: str) -> None:
+@pytest.mark.parametrize(
+    ("estimator", "prior_init"),
+    [("monte_carlo", "em"), ("responsibility", "em"), ("responsibility", "spectral")],
+)
+def test_gmm_vae_initialises_its_prior_after_the_warmup_and_clusters(estimator: str, prior_init: str) -> None:
     x, y = two_blobs()
     model = GMMVAE(
         input_shape=[1, 8, 8],
@@ -145,6 +151,8 @@ def test_gmm_vae_initialises_its_prior_after_the_warmup_and_clusters(estimator: 
         warmup_epochs=2,
         kl_estimator=estimator,
         lr=0.01,
+        prior_init=prior_init,
+        spectral_neighbours=10,
     )
     trainer = quiet_trainer(epochs=4)
     trainer.fit(model, loader(x, y), loader(x, y))
@@ -202,6 +210,9 @@ def test_hierarchical_model_exposes_its_tree() -> None:
         (GMMVAE, {"num_components": 1}, "num_components must be an integer >= 2; got 1"),
         (GMMVAE, {"kl_estimator": "exact"}, "kl_estimator must be one of"),
         (GMMVAE, {"warmup_epochs": -1}, "warmup_epochs must be an integer >= 0"),
+        (GMMVAE, {"prior_init": "kmeans"}, r"prior_init must be one of \['em', 'spectral'\]"),
+        (GMMVAE, {"spectral_neighbours": 0}, "spectral_neighbours must be an integer >= 1; got 0"),
+        (HierarchicalGMMVAE, {"prior_init": "random"}, "prior_init must be one of"),
         (HierarchicalGMMVAE, {"tree_sigma": 0.0}, "tree_sigma must be > 0"),
         (HierarchicalGMMVAE, {"linkage_method": "median"}, "linkage_method must be one of"),
         (Autoencoder, {"latent_density": "flow"}, "latent_density must be one of"),
@@ -221,6 +232,19 @@ def test_linear_autoencoder_is_linear() -> None:
         code(a + b) - code(torch.zeros_like(a)), code(a) + code(b) - 2 * code(torch.zeros_like(a))
     )
     assert math.prod(model.decoder_weight.shape) == 16 * 2
+
+
+def test_spectral_initialisation_is_the_mixture_of_the_spectral_clusters() -> None:
+    model = GMMVAE(
+        latent_dim=2, hidden_dims=[8], num_components=2, prior_init="spectral", spectral_neighbours=10
+    )
+    codes, _ = two_moons()
+    model.initialize_prior(codes)
+    expected = gmm_from_assignment(codes, spectral_clustering(codes, 2, neighbours=10), 2)
+    assert bool(model.prior_initialized)
+    torch.testing.assert_close(model.prior.means, expected.means)
+    torch.testing.assert_close(model.prior.weights, expected.weights)
+    torch.testing.assert_close(model.prior.log_variances.exp(), expected.variances, rtol=1e-4, atol=1e-6)
 
 
 def test_the_prior_can_be_initialised_outside_a_trainer() -> None:

@@ -13,14 +13,17 @@ from torchmetrics.clustering import AdjustedRandScore, NormalizedMutualInfoScore
 from vae_zoo.data import InMemoryBatches
 from vae_zoo.likelihoods import LikelihoodName
 from vae_zoo.metrics import ClusteringAccuracy
-from vae_zoo.mixtures import fit_diagonal_gmm
+from vae_zoo.mixtures import fit_diagonal_gmm, gmm_from_assignment
 from vae_zoo.models.base import Batch, batch_inputs, check_int
 from vae_zoo.models.vae import VAE
 from vae_zoo.nn import Architecture
 from vae_zoo.priors import GaussianMixture
+from vae_zoo.spectral import spectral_clustering
 from vae_zoo.validation import MAX_COMPONENTS, check_bool, check_choice, check_parameter_budget, is_int
 
 KLEstimator = Literal["monte_carlo", "responsibility"]
+PriorInit = Literal["em", "spectral"]
+PRIOR_INITS: tuple[str, ...] = ("em", "spectral")
 
 
 class GMMVAE(VAE):
@@ -35,8 +38,16 @@ class GMMVAE(VAE):
 
     To avoid collapsing into one cluster, the prior is initialised from the data: the first
     ``warmup_epochs`` train a deterministic autoencoder (``z`` = posterior mean, no KL); then the
-    codes of the whole training set are encoded and a diagonal GMM is fitted to them by EM
-    (:func:`~vae_zoo.mixtures.fit_diagonal_gmm`, on the training device), which becomes the prior.
+    codes of the whole training set are encoded and a diagonal GMM fitted to them becomes the
+    prior, with ``prior_init``
+
+    * ``"em"``: by EM (:func:`~vae_zoo.mixtures.fit_diagonal_gmm`, on the training device); or
+    * ``"spectral"``: the means, variances and shares of the clusters that spectral clustering
+      of the codes finds (:func:`~vae_zoo.spectral.spectral_clustering` on their
+      ``spectral_neighbours``-nearest-neighbour graph; :func:`~vae_zoo.mixtures.gmm_from_assignment`).
+      The codes' clusters are curved and elongated: EM's most likely mixture cuts through them,
+      the neighbourhood graph keeps them apart.
+
     The initialisation is part of ``fit``, stored in the checkpoint and not repeated on resume.
 
     The cluster of an input is ``argmax_k p(k | z = mu(x))`` (:meth:`predict_cluster`, and what
@@ -50,6 +61,8 @@ class GMMVAE(VAE):
             the untrained encoder at the start).
         learn_mixture_weights: learn ``pi`` (else fixed at the EM estimate).
         em_restarts, em_iterations: of the EM fit.
+        prior_init: ``"em"`` or ``"spectral"``, how the mixture is fitted to the codes.
+        spectral_neighbours: neighbours of each code in the graph of ``"spectral"``.
     """
 
     def __init__(
@@ -68,12 +81,16 @@ class GMMVAE(VAE):
         learn_mixture_weights: bool = True,
         em_restarts: int = 3,
         em_iterations: int = 100,
+        prior_init: PriorInit = "em",
+        spectral_neighbours: int = 20,
     ) -> None:
         check_int("num_components", num_components, minimum=2, maximum=MAX_COMPONENTS)
         check_int("warmup_epochs", warmup_epochs, minimum=0)
         check_int("em_restarts", em_restarts, minimum=1)
         check_int("em_iterations", em_iterations, minimum=1)
         check_choice("kl_estimator", kl_estimator, ("monte_carlo", "responsibility"))
+        check_choice("prior_init", prior_init, PRIOR_INITS)
+        check_int("spectral_neighbours", spectral_neighbours, minimum=1)
         check_bool("learn_mixture_weights", learn_mixture_weights)
         if is_int(latent_dim):  # means and log-variances [K, D]
             check_parameter_budget(
@@ -156,7 +173,7 @@ class GMMVAE(VAE):
 
     @torch.no_grad()
     def initialize_prior(self, codes: torch.Tensor) -> None:
-        """Fit the mixture to ``codes`` [N, D] by EM and make it the prior.
+        """Fit the mixture to ``codes`` [N, D] (by ``prior_init``) and make it the prior.
 
         Under DDP the codes of all processes are gathered and the fit of rank zero is broadcast,
         so every process starts from the same prior.
@@ -166,7 +183,11 @@ class GMMVAE(VAE):
         distributed = trainer is not None and trainer.world_size > 1
         if distributed:
             codes = self.all_gather(codes).flatten(0, 1)
-        gmm = fit_diagonal_gmm(codes, hp.num_components, hp.em_iterations, hp.em_restarts, seed=0)
+        if hp.prior_init == "spectral":
+            assignment = spectral_clustering(codes, hp.num_components, hp.spectral_neighbours)
+            gmm = gmm_from_assignment(codes, assignment, hp.num_components)
+        else:
+            gmm = fit_diagonal_gmm(codes, hp.num_components, hp.em_iterations, hp.em_restarts, seed=0)
         self.prior.set_parameters(gmm.weights, gmm.means, gmm.variances)
         if distributed:
             for tensor in (self.prior.means, self.prior.raw_log_variances, self.prior.logits):

@@ -15,7 +15,7 @@ from torch.distributions import Normal
 from vae_zoo.likelihoods import LikelihoodName
 from vae_zoo.metrics.hierarchy import DendrogramPurity
 from vae_zoo.models.base import Batch
-from vae_zoo.models.gmm import GMMVAE, KLEstimator
+from vae_zoo.models.gmm import GMMVAE, KLEstimator, PriorInit
 from vae_zoo.nn import Architecture
 from vae_zoo.priors import TreeMixture
 from vae_zoo.validation import check_choice, check_number, is_number
@@ -35,7 +35,7 @@ class HierarchicalGMMVAE(GMMVAE):
     letting ``g`` move, makes the shallowest leaf the cheapest and collapses all codes into it.)
 
     **How the tree is obtained.** ``K`` need not be a power of two, so the tree is not a fixed
-    balanced one: after the autoencoder warm-up and the EM fit of the leaves (see
+    balanced one: after the autoencoder warm-up and the fit of the leaves (see
     :class:`GMMVAE`), the leaf means are merged agglomeratively (scipy's ``linkage`` with
     ``linkage_method``) and the merge order is fixed from then on; the node means keep moving
     with the leaves. :meth:`linkage_matrix` gives the current hierarchy as a scipy linkage
@@ -64,6 +64,8 @@ class HierarchicalGMMVAE(GMMVAE):
         learn_mixture_weights: bool = True,
         em_restarts: int = 3,
         em_iterations: int = 100,
+        prior_init: PriorInit = "em",
+        spectral_neighbours: int = 20,
         tree_sigma: float = 1.0,
         tree_weight: float = 1.0,
         linkage_method: LinkageMethod = "ward",
@@ -87,6 +89,8 @@ class HierarchicalGMMVAE(GMMVAE):
             learn_mixture_weights,
             em_restarts,
             em_iterations,
+            prior_init,
+            spectral_neighbours,
         )
         self.val_purity = DendrogramPurity(num_components)
         self.test_purity = DendrogramPurity(num_components)
