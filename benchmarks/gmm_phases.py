@@ -1,34 +1,35 @@
-"""Where GMMVAE's clustering accuracy comes from: the EM start, or the mixture-prior phase.
+"""Where GMMVAE's clustering accuracy comes from: the prior's start, or the mixture-prior phase.
 
     python benchmarks/gmm_phases.py --seed 0 --save runs/gmm_phases/warm.pt
     python benchmarks/gmm_phases.py --load runs/gmm_phases/warm.pt --fixed-weights
     python benchmarks/gmm_phases.py --load runs/gmm_phases/warm.pt --kl-estimator monte_carlo
     python benchmarks/gmm_phases.py --warmup-epochs 100 --em-every 10 --mixture-epochs 0
-    python benchmarks/gmm_phases.py --augment-rotation 10 --augment-shift 0.1
+    python benchmarks/gmm_phases.py --augment-rotation 10 --augment-shift 0.1 --prior-init spectral
 
 Trains the model of ``configs/gmm_mnist.yaml`` (784-500-500-2000-10, K = 10, Bernoulli, Adam,
 batch 128, MNIST grey levels, the 55k training split) with a plain loop around the library's
 ``GMMVAE`` (its own ``loss_terms`` and ``objective``, no Lightning): ``--warmup-epochs`` of the
-autoencoder warm-up (or the warmed-up weights of ``--load``), the EM fit of the prior to the
-codes of the training split (``initialize_prior``), then ``--mixture-epochs`` with the mixture
+autoencoder warm-up (or the warmed-up weights of ``--load``), the fit of the prior to the
+codes of the training split (``initialize_prior``, by EM or, with ``--prior-init spectral``, from
+spectral clustering), then ``--mixture-epochs`` with the mixture
 prior, under a fresh Adam (``vae-zoo fit`` keeps one optimizer, and its moments, across the
 switch; a run started from ``--load`` has no warm-up moments to keep). Prints the test-set
-accuracy (Hungarian matching) after EM and after every epoch of the mixture phase, so that the
+accuracy (Hungarian matching) after that fit and after every epoch of the mixture phase, so that the
 two sources of the final accuracy can be told apart. ``--em-every N`` also prints, every ``N``
-warm-up epochs, the test accuracy that the EM start would have there (the same fit as
-``initialize_prior``, on the codes of the training split, without ending the warm-up).
+warm-up epochs, the test accuracy that the start would have there (``initialize_prior`` on a
+copy of the model, on the codes of the training split, without ending the warm-up).
 ``--augment-rotation`` and ``--augment-shift`` train on randomly rotated and shifted images, as
-``MNISTDataModule``'s options of the same names do (EM still fits the codes of the images as
-they are).
+``MNISTDataModule``'s options of the same names do (the prior is still fitted to the codes of
+the images as they are).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import shlex
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,7 +37,6 @@ from common import hardware
 
 from vae_zoo.data import MNISTDataModule, RandomAffine
 from vae_zoo.metrics import ClusteringAccuracy
-from vae_zoo.mixtures import fit_diagonal_gmm
 from vae_zoo.models import GMMVAE
 
 
@@ -63,33 +63,24 @@ def train_epoch(
 
 
 @torch.no_grad()
-def test_accuracy(
-    model: GMMVAE,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    clusters_of: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> float:
-    """Accuracy of ``clusters_of`` (default ``predict_cluster``) on ``images`` under the best
-    one-to-one cluster-label map."""
-    clusters_of = clusters_of or model.predict_cluster
+def test_accuracy(model: GMMVAE, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy of ``predict_cluster`` on ``images`` under the best one-to-one cluster-label map."""
     metric = ClusteringAccuracy()
     for start in range(0, images.shape[0], 1000):
-        metric.update(clusters_of(images[start : start + 1000]), labels[start : start + 1000])
+        metric.update(model.predict_cluster(images[start : start + 1000]), labels[start : start + 1000])
     return float(metric.compute())
 
 
 @torch.no_grad()
-def em_start_accuracy(
+def start_accuracy(
     model: GMMVAE, train_images: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor
 ) -> float:
-    """Test accuracy of the mixture ``initialize_prior`` would fit now, leaving the model as it is."""
+    """Test accuracy of the prior ``initialize_prior`` would fit now (by the model's ``prior_init``),
+    on a copy: the model stays in its warm-up."""
     model.eval()
-    codes = torch.cat([model.encode(batch) for batch in train_images.split(1000)])
-    hp = model.hparams
-    gmm = fit_diagonal_gmm(codes, hp.num_components, hp.em_iterations, hp.em_restarts, seed=0)
-    return test_accuracy(
-        model, test_images, test_labels, lambda images: gmm.log_joint(model.encode(images)).argmax(-1)
-    )
+    start = copy.deepcopy(model)
+    start.initialize_prior(torch.cat([start.encode(batch) for batch in train_images.split(1000)]))
+    return test_accuracy(start, test_images, test_labels)
 
 
 def main() -> None:
@@ -103,9 +94,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--kl-estimator", choices=["responsibility", "monte_carlo"], default="responsibility")
+    parser.add_argument("--prior-init", choices=["em", "spectral"], default="em")
     parser.add_argument("--fixed-weights", action="store_true", help="keep the mixing weights at the EM fit")
     parser.add_argument(
-        "--em-every", type=int, default=0, help="print the EM start's accuracy every N warm-up epochs"
+        "--em-every", type=int, default=0, help="print the start's accuracy every N warm-up epochs"
     )
     parser.add_argument(
         "--augment-rotation", type=float, default=0.0, help="degrees, as MNISTDataModule's augment_rotation"
@@ -126,6 +118,7 @@ def main() -> None:
         lr=args.lr,
         kl_estimator=args.kl_estimator,
         learn_mixture_weights=not args.fixed_weights,
+        prior_init=args.prior_init,
     )
     augmentation = RandomAffine(args.augment_rotation, args.augment_shift)
     augmentation = None if augmentation.identity else augmentation
@@ -137,10 +130,11 @@ def main() -> None:
         for epoch in range(1, args.warmup_epochs + 1):
             train_epoch(model, optimizer, train_images, args.batch_size, augmentation)
             if args.em_every and epoch % args.em_every == 0:
-                accuracy = em_start_accuracy(model, train_images, test_images, test_labels)
+                accuracy = start_accuracy(model, train_images, test_images, test_labels)
                 seconds = time.perf_counter() - start
                 print(
-                    f"warm-up epoch {epoch}: EM start's test accuracy {accuracy:.4f} ({seconds:.0f} s)",
+                    f"warm-up epoch {epoch}: {args.prior_init} start's test accuracy {accuracy:.4f} "
+                    f"({seconds:.0f} s)",
                     flush=True,
                 )
         if args.save is not None:
@@ -148,7 +142,10 @@ def main() -> None:
             torch.save(model.state_dict(), args.save)
     with torch.no_grad():
         model.initialize_prior(torch.cat([model.encode(batch) for batch in train_images.split(1000)]))
-    print(f"after EM: test accuracy {test_accuracy(model, test_images, test_labels):.4f}", flush=True)
+    print(
+        f"after {args.prior_init}: test accuracy {test_accuracy(model, test_images, test_labels):.4f}",
+        flush=True,
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     for epoch in range(1, args.mixture_epochs + 1):
         train_epoch(model, optimizer, train_images, args.batch_size, augmentation)
