@@ -35,16 +35,13 @@ def nearest_neighbours(x: torch.Tensor, neighbours: int) -> tuple[torch.Tensor, 
     return torch.cat(distances), torch.cat(indices)
 
 
-def spectral_embedding(x: torch.Tensor, dimensions: int, neighbours: int = 20) -> torch.Tensor:
-    """The rows of the top ``dimensions`` eigenvectors of the normalised affinity of the
-    symmetric ``neighbours``-nearest-neighbour graph of ``x`` [N, D], each scaled to unit length:
-    [N, dimensions] float64 on ``x``'s device.
+def neighbour_graph(x: torch.Tensor, neighbours: int) -> scipy.sparse.csr_matrix:
+    """The symmetric ``neighbours``-nearest-neighbour graph of ``x`` [N, D] as a sparse [N, N]
+    affinity matrix (float64, on the CPU).
 
-    Affinity ``w_ij = exp(-d_ij^2 / (s_i s_j))`` for ``j`` among the neighbours of ``i`` or ``i``
-    among those of ``j`` (0 otherwise), with the local scale ``s_i`` the distance from ``i`` to
-    its 7th neighbour (Zelnik-Manor and Perona 2004); ``M = D^-1/2 W D^-1/2`` with ``D`` the
-    degrees; eigenvectors by ARPACK (``scipy.sparse.linalg.eigsh``) from a fixed start, so the
-    result is deterministic.
+    ``w_ij = exp(-d_ij^2 / (s_i s_j))`` when ``j`` is among the neighbours of ``i`` or ``i`` among
+    those of ``j``, 0 otherwise, with the local scale ``s_i`` the distance from ``i`` to its 7th
+    neighbour (Zelnik-Manor and Perona 2004).
     """
     n = x.shape[0]
     distances, indices = nearest_neighbours(x.detach().double(), neighbours)  # [N, k] each
@@ -55,32 +52,83 @@ def spectral_embedding(x: torch.Tensor, dimensions: int, neighbours: int = 20) -
     graph = scipy.sparse.csr_matrix(
         (affinity.cpu().numpy().ravel(), (rows, indices.cpu().numpy().ravel())), shape=(n, n)
     )
-    graph = graph.maximum(graph.T)  # symmetric: i ~ j when either is among the other's neighbours
+    return graph.maximum(graph.T)
+
+
+def spectral_embedding(graph: scipy.sparse.spmatrix, dimensions: int) -> torch.Tensor:
+    """The rows of the top ``dimensions`` eigenvectors of ``M = D^-1/2 W D^-1/2`` (``W`` the
+    affinity ``graph`` [N, N], ``D`` its degrees), each scaled to unit length: [N, dimensions]
+    float64. Eigenvectors by ARPACK (``scipy.sparse.linalg.eigsh``) from a fixed start, so the
+    result is deterministic."""
+    n = graph.shape[0]
+    tiny = np.finfo(np.float64).tiny
     inverse_sqrt_degree = scipy.sparse.diags(1 / np.sqrt(np.maximum(np.asarray(graph.sum(1)).ravel(), tiny)))
     normalised = inverse_sqrt_degree @ graph @ inverse_sqrt_degree
     _, vectors = scipy.sparse.linalg.eigsh(normalised, k=dimensions, which="LA", v0=np.ones(n))  # [N, dims]
-    embedding = torch.from_numpy(vectors).to(x.device)
+    embedding = torch.from_numpy(vectors)
     return embedding / embedding.norm(dim=-1, keepdim=True).clamp_min(tiny)
 
 
-def spectral_clustering(
-    x: torch.Tensor, num_clusters: int, neighbours: int = 20, restarts: int = 10, seed: int = 0
-) -> torch.Tensor:
-    """Ng-Jordan-Weiss spectral clustering of ``x`` [N, D] into ``num_clusters``: k-means (best of
-    ``restarts``, seeded by ``seed``) on :func:`spectral_embedding` with as many dimensions as
-    clusters. Returns the assignment [N] int64.
+def merge_clusters(graph: scipy.sparse.spmatrix, assignment: torch.Tensor, num_clusters: int) -> torch.Tensor:
+    """Merge the clusters of ``assignment`` [N] greedily until ``num_clusters`` are left, each time
+    the pair ``(a, b)`` joined by the largest share of their edge weight in ``graph`` [N, N]:
+    ``C_ab (1 / vol_a + 1 / vol_b)``, with ``C_ab`` the weight of the edges between ``a`` and
+    ``b`` and ``vol_a = sum_b C_ab``. Returns the assignment [N] to ``0 .. num_clusters - 1``.
+    """
+    segments = int(assignment.max()) + 1
+    n = graph.shape[0]
+    member = scipy.sparse.csr_matrix(
+        (np.ones(n), (np.arange(n), assignment.cpu().numpy())), shape=(n, segments)
+    )
+    between = (member.T @ graph @ member).toarray()  # [S, S]
+    group = np.arange(segments)  # the cluster each segment belongs to now
+    alive = [segment for segment in range(segments) if member[:, segment].nnz]  # k-means may leave one empty
+    while len(alive) > num_clusters:
+        volume = np.maximum(between[np.ix_(alive, alive)].sum(1), np.finfo(np.float64).tiny)  # [A]
+        share = between[np.ix_(alive, alive)] * (1 / volume[:, None] + 1 / volume[None, :])
+        np.fill_diagonal(share, -np.inf)
+        a, b = np.unravel_index(np.argmax(share), share.shape)
+        keep, gone = alive[min(a, b)], alive[max(a, b)]
+        between[keep] += between[gone]
+        between[:, keep] += between[:, gone]
+        group[group == gone] = keep
+        alive.remove(gone)
+    relabel = {cluster: index for index, cluster in enumerate(alive)}
+    final = np.array([relabel.get(group[segment], 0) for segment in range(segments)])  # empty ones: any
+    return torch.from_numpy(final)[assignment.cpu()].to(assignment.device)
 
-    Raises a ``ValueError`` unless ``num_clusters < N`` and ``1 <= neighbours < N``.
+
+def spectral_clustering(
+    x: torch.Tensor,
+    num_clusters: int,
+    neighbours: int = 20,
+    segments: int | None = None,
+    restarts: int = 10,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Spectral clustering of ``x`` [N, D] into ``num_clusters``: k-means (best of ``restarts``,
+    seeded by ``seed``) into ``segments`` clusters (default ``2 * num_clusters``) on the
+    :func:`spectral_embedding` of the :func:`neighbour_graph` with as many dimensions as segments
+    (Ng, Jordan and Weiss 2002), then :func:`merge_clusters` down to ``num_clusters``. Returns
+    the assignment [N] int64 on ``x``'s device.
+
+    Splitting into more segments than clusters and merging them along the graph keeps a class
+    with two modes (upright and slanted ones) from taking two clusters while two close classes
+    share one, which k-means on ``num_clusters`` eigenvectors does.
+
+    Raises a ``ValueError`` unless ``num_clusters <= segments < N`` and ``1 <= neighbours < N``.
     """
     n = x.shape[0]
-    if x.ndim != 2 or not num_clusters < n:
+    segments = 2 * num_clusters if segments is None else segments
+    if x.ndim != 2 or not num_clusters <= segments < n:
         raise ValueError(
-            f"spectral clustering needs data [N, D] with more points than clusters ({num_clusters}); "
-            f"got shape {list(x.shape)}"
+            f"spectral clustering needs data [N, D] with more points than segments ({segments}) and "
+            f"at least as many segments as clusters ({num_clusters}); got shape {list(x.shape)}"
         )
     if not 1 <= neighbours < n:
         raise ValueError(f"neighbours must be in [1, {n}) for {n} points; got {neighbours}")
     if not bool(torch.isfinite(x).all()):
         raise ValueError("spectral clustering needs finite data; the points hold NaN or infinite values")
-    embedding = spectral_embedding(x, num_clusters, neighbours)
-    return kmeans(embedding, num_clusters, restarts, seed=seed)
+    graph = neighbour_graph(x, neighbours)
+    assignment = kmeans(spectral_embedding(graph, segments), segments, restarts, seed=seed)
+    return merge_clusters(graph, assignment, num_clusters).to(x.device)

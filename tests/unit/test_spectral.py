@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+import scipy.sparse
 import torch
 
 from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import fit_diagonal_gmm, gmm_from_assignment, kmeans
-from vae_zoo.spectral import nearest_neighbours, spectral_clustering, spectral_embedding
+from vae_zoo.spectral import (
+    merge_clusters,
+    nearest_neighbours,
+    neighbour_graph,
+    spectral_clustering,
+    spectral_embedding,
+)
 
 
 def two_moons(n: int = 600, noise: float = 0.05, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,12 +57,49 @@ def test_nearest_neighbours_match_brute_force_and_exclude_the_point_itself() -> 
     assert not (indices == torch.arange(2500)[:, None]).any()
 
 
+def test_neighbour_graph_is_symmetric_with_self_tuning_weights() -> None:
+    points, _ = two_moons(200)
+    graph = neighbour_graph(points, 8).toarray()
+    np.testing.assert_array_equal(graph, graph.T)
+    distances, indices = nearest_neighbours(points.double(), 8)
+    scale = distances[:, 6]
+    i, j = 5, int(indices[5, 0])
+    expected = math.exp(-(float(distances[5, 0]) ** 2) / float(scale[i] * scale[j]))
+    assert graph[i, j] == pytest.approx(expected)
+    assert ((graph > 0).sum(1) >= 8).all() and (np.diag(graph) == 0).all()
+
+
 def test_spectral_embedding_is_deterministic_with_unit_rows() -> None:
     points, _ = two_moons(300)
-    first = spectral_embedding(points, 3, neighbours=8)
-    torch.testing.assert_close(first, spectral_embedding(points, 3, neighbours=8))
+    graph = neighbour_graph(points, 8)
+    first = spectral_embedding(graph, 3)
+    torch.testing.assert_close(first, spectral_embedding(graph, 3))
     assert first.shape == (300, 3) and first.dtype == torch.float64
     torch.testing.assert_close(first.norm(dim=-1), torch.ones(300, dtype=torch.float64))
+
+
+def test_merging_follows_the_strongest_shares_of_edge_weight() -> None:
+    # four segments of 5 points: 0-1 joined by edges of 0.5, 2-3 by edges of 0.4, 1-2 by one weak edge
+    weights = np.zeros((20, 20))
+    for start in range(0, 20, 5):
+        weights[start : start + 5, start : start + 5] = 1.0
+    weights[0:5, 5:10] = weights[5:10, 0:5] = 0.5
+    weights[10:15, 15:20] = weights[15:20, 10:15] = 0.4
+    weights[9, 10] = weights[10, 9] = 0.1
+    np.fill_diagonal(weights, 0)
+    graph = scipy.sparse.csr_matrix(weights)
+    segments = torch.arange(20) // 5
+    two = merge_clusters(graph, segments, 2)
+    assert two.tolist() == [0] * 10 + [1] * 10
+    assert merge_clusters(graph, segments, 4).tolist() == segments.tolist()
+    three = merge_clusters(graph, segments, 3)
+    assert three.tolist() == [0] * 10 + [1] * 5 + [2] * 5  # the first merge is the stronger 0-1
+
+
+def test_two_moons_cut_into_many_segments_merge_back() -> None:
+    points, labels = two_moons()
+    assignment = spectral_clustering(points, 2, neighbours=10, segments=8)
+    assert accuracy(assignment, labels) == 1.0
 
 
 def test_duplicate_points_give_a_finite_clustering() -> None:
@@ -106,7 +151,7 @@ def test_gmm_from_assignment_is_the_mixture_of_the_clusters() -> None:
     [
         (torch.randn(10, 2), 2, 10, r"neighbours must be in \[1, 10\) for 10 points; got 10"),
         (torch.randn(10, 2), 2, 0, r"neighbours must be in \[1, 10\)"),
-        (torch.randn(3, 2), 3, 1, "more points than clusters"),
+        (torch.randn(5, 2), 3, 1, r"more points than segments \(6\)"),
         (torch.full((10, 2), math.nan), 2, 3, "finite data"),
     ],
 )

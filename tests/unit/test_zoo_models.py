@@ -282,3 +282,31 @@ def test_gmm_vae_fits_its_prior_to_the_codes_of_unaugmented_images(synthetic_mni
     assert codes.shape == clean.shape == (200, 2)
     torch.testing.assert_close(codes.sort(0).values, clean.sort(0).values)
     assert not torch.isin(augmented[:, 0], codes[:, 0]).any()
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(3, 90), (1.0, 200)])
+def test_gmm_vae_fits_its_prior_to_the_batches_an_epoch_trains_on(
+    synthetic_mnist, limit: int | float, expected: int
+) -> None:
+    data = MNISTDataModule(data_dir=str(synthetic_mnist), download=False, val_size=40, batch_size=30)
+    model = GMMVAE(latent_dim=2, hidden_dims=[16], num_components=2, warmup_epochs=0)
+    sizes: list[int] = []
+    fit_prior = model.initialize_prior
+
+    def initialize_prior(codes: torch.Tensor) -> None:
+        sizes.append(codes.shape[0])
+        fit_prior(codes)
+
+    model.initialize_prior = initialize_prior
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=limit,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(model, datamodule=data)
+    assert sizes == [expected]  # 3 batches of 30, or all 200 training images

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -43,10 +45,11 @@ class GMMVAE(VAE):
 
     * ``"em"``: by EM (:func:`~vae_zoo.mixtures.fit_diagonal_gmm`, on the training device); or
     * ``"spectral"``: the means, variances and shares of the clusters that spectral clustering
-      of the codes finds (:func:`~vae_zoo.spectral.spectral_clustering` on their
-      ``spectral_neighbours``-nearest-neighbour graph; :func:`~vae_zoo.mixtures.gmm_from_assignment`).
-      The codes' clusters are curved and elongated: EM's most likely mixture cuts through them,
-      the neighbourhood graph keeps them apart.
+      of the codes finds (:func:`~vae_zoo.spectral.spectral_clustering`: ``2 K`` segments of
+      their ``spectral_neighbours``-nearest-neighbour graph, merged along the graph into ``K``;
+      :func:`~vae_zoo.mixtures.gmm_from_assignment`). The codes' clusters are curved and
+      elongated: EM's most likely mixture cuts through them, the neighbourhood graph keeps them
+      apart. On the CPU, about a minute for MNIST's 55k codes.
 
     The initialisation is part of ``fit``, stored in the checkpoint and not repeated on resume.
 
@@ -164,12 +167,15 @@ class GMMVAE(VAE):
 
     @torch.no_grad()
     def training_codes(self) -> torch.Tensor:
-        """Posterior means of every training example of this process: [N, D]; of the examples as
-        they are, not as a data module's augmentation changes them for training."""
+        """Posterior means of the training examples of this process in one epoch: [N, D]; of
+        every batch, or of the first ``limit_train_batches``; of the examples as they are, not
+        as a data module's augmentation changes them for training."""
         loader = self.trainer.train_dataloader
         if isinstance(loader, InMemoryBatches):
             loader = loader.without_augmentation()
-        return torch.cat([self.encode(batch_inputs(batch).to(self.device)) for batch in loader])
+        limit = self.trainer.num_training_batches
+        batches = itertools.islice(loader, None if math.isinf(limit) else int(limit))
+        return torch.cat([self.encode(batch_inputs(batch).to(self.device)) for batch in batches])
 
     @torch.no_grad()
     def initialize_prior(self, codes: torch.Tensor) -> None:
