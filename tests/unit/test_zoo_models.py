@@ -25,15 +25,15 @@ def low_rank_data(n: int = 400, d: int = 12, rank: int = 3, noise: float = 0.05)
     return codes @ basis.T + 1.5 + noise * torch.randn(n, d, generator=generator)
 
 
-def quiet_trainer(epochs: int) -> L.Trainer:
-    return L.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        accelerator="cpu",
-    )
+def quiet_trainer(epochs: int, **overrides) -> L.Trainer:
+    options = {
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "accelerator": "cpu",
+    }
+    return L.Trainer(max_epochs=epochs, **{**options, **overrides})
 
 
 def loader(
@@ -298,15 +298,5 @@ def test_gmm_vae_fits_its_prior_to_the_batches_an_epoch_trains_on(
         fit_prior(codes)
 
     model.initialize_prior = initialize_prior
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=limit,
-        limit_val_batches=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(model, datamodule=data)
+    quiet_trainer(epochs=1, limit_train_batches=limit, limit_val_batches=0).fit(model, datamodule=data)
     assert sizes == [expected]  # 3 batches of 30, or all 200 training images
