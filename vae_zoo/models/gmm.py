@@ -40,8 +40,8 @@ class GMMVAE(VAE):
 
     To avoid collapsing into one cluster, the prior is initialised from the data: the first
     ``warmup_epochs`` train a deterministic autoencoder (``z`` = posterior mean, no KL); then the
-    codes of the whole training set are encoded and a diagonal GMM fitted to them becomes the
-    prior, with ``prior_init``
+    codes of the training set (:meth:`training_codes`) are encoded and a diagonal GMM fitted to
+    them becomes the prior, with ``prior_init``
 
     * ``"em"``: by EM (:func:`~vae_zoo.mixtures.fit_diagonal_gmm`, on the training device); or
     * ``"spectral"``: the means, variances and shares of the clusters that spectral clustering
