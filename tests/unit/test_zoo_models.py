@@ -212,6 +212,7 @@ def test_hierarchical_model_exposes_its_tree() -> None:
         (GMMVAE, {"warmup_epochs": -1}, "warmup_epochs must be an integer >= 0"),
         (GMMVAE, {"prior_init": "kmeans"}, r"prior_init must be one of \['em', 'spectral'\]"),
         (GMMVAE, {"spectral_neighbours": 0}, "spectral_neighbours must be an integer >= 1; got 0"),
+        (GMMVAE, {"learn_prior": "no"}, "learn_prior must be true or false; got 'no'"),
         (HierarchicalGMMVAE, {"prior_init": "random"}, "prior_init must be one of"),
         (HierarchicalGMMVAE, {"tree_sigma": 0.0}, "tree_sigma must be > 0"),
         (HierarchicalGMMVAE, {"linkage_method": "median"}, "linkage_method must be one of"),
@@ -300,3 +301,31 @@ def test_gmm_vae_fits_its_prior_to_the_batches_an_epoch_trains_on(
     model.initialize_prior = initialize_prior
     quiet_trainer(epochs=1, limit_train_batches=limit, limit_val_batches=0).fit(model, datamodule=data)
     assert sizes == [expected]  # 3 batches of 30, or all 200 training images
+
+
+@pytest.mark.parametrize("learn_prior", [True, False])
+def test_gmm_vae_keeps_its_fitted_prior_unless_told_to_learn_it(learn_prior: bool) -> None:
+    x, y = two_blobs()
+    model = GMMVAE(
+        input_shape=[1, 8, 8],
+        latent_dim=2,
+        hidden_dims=[32],
+        num_components=2,
+        warmup_epochs=1,
+        kl_estimator="responsibility",
+        lr=0.01,
+        learn_prior=learn_prior,
+    )
+    fitted: dict[str, torch.Tensor] = {}
+    fit_prior = model.initialize_prior
+
+    def initialize_prior(codes: torch.Tensor) -> None:
+        fit_prior(codes)
+        fitted.update({name: value.clone() for name, value in model.prior.state_dict().items()})
+        fitted["encoder"] = next(model.encoder.parameters()).clone()
+
+    model.initialize_prior = initialize_prior
+    quiet_trainer(epochs=3).fit(model, loader(x, y))
+    for name, value in model.prior.state_dict().items():
+        assert torch.equal(value, fitted[name]) != learn_prior, name
+    assert not torch.equal(next(model.encoder.parameters()), fitted["encoder"])

@@ -62,7 +62,11 @@ class GMMVAE(VAE):
         kl_estimator: ``"monte_carlo"`` or ``"responsibility"``.
         warmup_epochs: autoencoder epochs before the mixture is fitted (0: fit to the codes of
             the untrained encoder at the start).
-        learn_mixture_weights: learn ``pi`` (else fixed at the EM estimate).
+        learn_mixture_weights: learn ``pi`` (else fixed at the fitted estimate).
+        learn_prior: learn the mixture (means, variances and, with ``learn_mixture_weights``, the
+            weights) after it is fitted; ``False`` keeps the fitted mixture and trains only the
+            encoder and decoder towards it. A learned prior moves towards the most likely
+            mixture of the codes, which is where EM's start is (see ``prior_init``).
         em_restarts, em_iterations: of the EM fit.
         prior_init: ``"em"`` or ``"spectral"``, how the mixture is fitted to the codes.
         spectral_neighbours: neighbours of each code in the graph of ``"spectral"``.
@@ -86,6 +90,7 @@ class GMMVAE(VAE):
         em_iterations: int = 100,
         prior_init: PriorInit = "em",
         spectral_neighbours: int = 20,
+        learn_prior: bool = True,
     ) -> None:
         check_int("num_components", num_components, minimum=2, maximum=MAX_COMPONENTS)
         check_int("warmup_epochs", warmup_epochs, minimum=0)
@@ -95,6 +100,7 @@ class GMMVAE(VAE):
         check_choice("prior_init", prior_init, PRIOR_INITS)
         check_int("spectral_neighbours", spectral_neighbours, minimum=1)
         check_bool("learn_mixture_weights", learn_mixture_weights)
+        check_bool("learn_prior", learn_prior)
         if is_int(latent_dim):  # means and log-variances [K, D]
             check_parameter_budget(
                 2 * num_components * latent_dim, {"num_components": num_components, "latent_dim": latent_dim}
@@ -111,6 +117,7 @@ class GMMVAE(VAE):
         )
         self.kl_estimator = kl_estimator
         self.warmup_epochs = warmup_epochs
+        self.prior.requires_grad_(learn_prior)
         self.register_buffer("prior_initialized", torch.tensor(False))
         clustering = MetricCollection(
             {

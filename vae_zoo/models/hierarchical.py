@@ -66,6 +66,7 @@ class HierarchicalGMMVAE(GMMVAE):
         em_iterations: int = 100,
         prior_init: PriorInit = "em",
         spectral_neighbours: int = 20,
+        learn_prior: bool = True,
         tree_sigma: float = 1.0,
         tree_weight: float = 1.0,
         linkage_method: LinkageMethod = "ward",
@@ -91,6 +92,7 @@ class HierarchicalGMMVAE(GMMVAE):
             em_iterations,
             prior_init,
             spectral_neighbours,
+            learn_prior,
         )
         self.val_purity = DendrogramPurity(num_components)
         self.test_purity = DendrogramPurity(num_components)
