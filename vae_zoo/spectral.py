@@ -112,9 +112,10 @@ def spectral_clustering(
     (Ng, Jordan and Weiss 2002), then :func:`merge_clusters` down to ``num_clusters``. Returns
     the assignment [N] int64 on ``x``'s device.
 
-    Splitting into more segments than clusters and merging them along the graph keeps a class
-    with two modes (upright and slanted ones) from taking two clusters while two close classes
-    share one, which k-means on ``num_clusters`` eigenvectors does.
+    Splitting into more segments than clusters and merging them along the graph lets a class
+    with two modes (upright and slanted 1s) end in one cluster and two close classes (3 and 8)
+    in two, where k-means on ``num_clusters`` eigenvectors can split the first and merge the
+    others; it does not always succeed (``benchmarks/RESULTS.md``).
 
     Raises a ``ValueError`` unless ``num_clusters <= segments < N`` and ``1 <= neighbours < N``.
     """
