@@ -137,22 +137,27 @@ def two_blobs() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def blob_gmm_vae(**overrides) -> GMMVAE:
+    """A small GMMVAE for :func:`two_blobs`; ``overrides`` replace its arguments."""
+    options = {
+        "input_shape": [1, 8, 8],
+        "latent_dim": 2,
+        "hidden_dims": [32],
+        "num_components": 2,
+        "kl_estimator": "responsibility",
+        "lr": 0.01,
+    }
+    return GMMVAE(**{**options, **overrides})
+
+
 @pytest.mark.parametrize(
     ("estimator", "prior_init"),
     [("monte_carlo", "em"), ("responsibility", "em"), ("responsibility", "spectral")],
 )
 def test_gmm_vae_initialises_its_prior_after_the_warmup_and_clusters(estimator: str, prior_init: str) -> None:
     x, y = two_blobs()
-    model = GMMVAE(
-        input_shape=[1, 8, 8],
-        latent_dim=2,
-        hidden_dims=[32],
-        num_components=2,
-        warmup_epochs=2,
-        kl_estimator=estimator,
-        lr=0.01,
-        prior_init=prior_init,
-        spectral_neighbours=10,
+    model = blob_gmm_vae(
+        warmup_epochs=2, kl_estimator=estimator, prior_init=prior_init, spectral_neighbours=10
     )
     trainer = quiet_trainer(epochs=4)
     trainer.fit(model, loader(x, y), loader(x, y))
@@ -306,16 +311,7 @@ def test_gmm_vae_fits_its_prior_to_the_batches_an_epoch_trains_on(
 @pytest.mark.parametrize("learn_prior", [True, False])
 def test_gmm_vae_keeps_its_fitted_prior_unless_told_to_learn_it(learn_prior: bool) -> None:
     x, y = two_blobs()
-    model = GMMVAE(
-        input_shape=[1, 8, 8],
-        latent_dim=2,
-        hidden_dims=[32],
-        num_components=2,
-        warmup_epochs=1,
-        kl_estimator="responsibility",
-        lr=0.01,
-        learn_prior=learn_prior,
-    )
+    model = blob_gmm_vae(warmup_epochs=1, learn_prior=learn_prior)
     fitted: dict[str, torch.Tensor] = {}
     fit_prior = model.initialize_prior
 
