@@ -109,7 +109,14 @@ def main() -> None:
     parser.add_argument("--load", type=Path, help="start from these warmed-up weights (skips the warm-up)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    data = MNISTDataModule(binarization="none", download=False, val_size=5000, test_split="test")
+    data = MNISTDataModule(
+        binarization="none",
+        download=False,
+        val_size=5000,
+        test_split="test",
+        augment_rotation=args.augment_rotation,
+        augment_shift=args.augment_shift,
+    )
     data.setup()
     train_images = data.splits["train"][0]
     test_images, test_labels = data.splits["test"]
@@ -120,8 +127,7 @@ def main() -> None:
         learn_mixture_weights=not args.fixed_weights,
         prior_init=args.prior_init,
     )
-    augmentation = RandomAffine(args.augment_rotation, args.augment_shift)
-    augmentation = None if augmentation.identity else augmentation
+    augmentation = data.train_augmentation()
     start = time.perf_counter()
     if args.load is not None:
         model.load_state_dict(torch.load(args.load))
