@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from jsonargparse import Namespace, lazy_instance
 from lightning.pytorch.callbacks import Callback, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -211,9 +212,24 @@ def cli_classes() -> tuple[type[L.LightningModule], type[L.LightningDataModule]]
     return L.LightningModule, L.LightningDataModule
 
 
+def close_process_group() -> None:
+    """Destroy the ``torch.distributed`` process group a DDP run opened, if one is open.
+
+    Lightning destroys NCCL groups at exit but leaves gloo (CPU) groups to the interpreter's
+    shutdown, where gloo's worker threads can abort the process ("terminate called without an
+    active exception", exit code -6) after training has finished; destroying the group while
+    the interpreter is alive avoids that."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``vae-zoo`` command (``args`` for calls from Python and tests)."""
-    VaeZooCLI(*cli_classes(), args=args)
+    """Entry point of the ``vae-zoo`` command (``args`` for calls from Python and tests); every
+    DDP process runs it, and closes its process group on the way out."""
+    try:
+        VaeZooCLI(*cli_classes(), args=args)
+    finally:
+        close_process_group()
 
 
 if __name__ == "__main__":

@@ -95,6 +95,19 @@ def test_print_config_lists_the_defaults(capsys: pytest.CaptureFixture[str]) -> 
     assert config["checkpoint"]["save_last"] is True
 
 
+def test_the_command_closes_the_process_group_it_ran_under(tmp_path: Path) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        with pytest.raises(SystemExit):
+            main(["fit", "--model", "VAE", "--data", "MNISTDataModule", "--print_config"])
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 @pytest.mark.parametrize("model_class", ALL_MODELS, ids=lambda cls: cls.__name__)
 def test_every_model_is_built_by_the_command_and_reloads_from_its_checkpoint(
     model_class: type, synthetic_mnist: Path, tmp_path: Path
