@@ -32,6 +32,7 @@ from vae_zoo.callbacks import (
 from vae_zoo.checkpointing import AtomicCheckpointIO, BestAndLastCheckpoint
 from vae_zoo.data import DataError
 from vae_zoo.loggers import WandbLogger
+from vae_zoo.profilers import NoProfiler
 
 PROGRESS_REFRESH_RATE = 20
 TRACEBACK_VARIABLE = "VAE_ZOO_TRACEBACK"
@@ -135,7 +136,8 @@ class VaeZooCLI(LightningCLI):
           :class:`~vae_zoo.callbacks.RandomStateCheckpoint`, unless one of the same class is
           configured;
         * :class:`~vae_zoo.checkpointing.AtomicCheckpointIO` in ``plugins``, unless a
-          ``CheckpointIO`` is configured there.
+          ``CheckpointIO`` is configured there;
+        * :class:`~vae_zoo.profilers.NoProfiler`, unless a profiler is configured.
         """
         trainer_config = self._get(self.config_init, "trainer", default={})
         callbacks = as_list(trainer_config.get("callbacks"))
@@ -152,6 +154,8 @@ class VaeZooCLI(LightningCLI):
         plugins = as_list(trainer_config.get("plugins"))
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
+        if trainer_config.get("profiler") is None:
+            kwargs.setdefault("profiler", NoProfiler())
         return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self) -> None:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch.profilers import SimpleProfiler
 
 from vae_zoo.cli import VaeZooCLI, cli_classes, main
 from vae_zoo.models import ALL_MODELS, VAE
+from vae_zoo.profilers import NoProfiler
 
 EXTERNAL = Path(__file__).resolve().parents[1] / "external"
 
@@ -149,6 +151,24 @@ def test_progress_bar_defaults_to_a_refresh_every_20_steps(
     trainer = VaeZooCLI(*cli_classes(), args=args, run=False).trainer
     bar = trainer.progress_bar_callback
     assert (bar.refresh_rate if bar is not None else None) == refresh_rate
+
+
+@pytest.mark.parametrize(
+    ("extra", "profiler_class"),
+    [([], NoProfiler), (["--trainer.profiler", "simple"], SimpleProfiler)],
+)
+def test_the_profiler_defaults_to_one_that_costs_nothing(
+    extra: list[str], profiler_class: type, synthetic_mnist: Path, tmp_path: Path
+) -> None:
+    args = ["--model", "VAE", "--data", "MNISTDataModule", "--data.data_dir", str(synthetic_mnist)]
+    args += ["--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path), *extra]
+    profiler = VaeZooCLI(*cli_classes(), args=args, run=False).trainer.profiler
+    assert type(profiler) is profiler_class
+    with profiler.profile("[Callback]a.on_train_batch_end"), profiler.profile("[Strategy]b.training_step"):
+        pass
+    # the no-op profiler hands out one shared context instead of building a generator per call
+    shared = profiler.profile("a") is profiler.profile("b")
+    assert shared == (profiler_class is NoProfiler)
 
 
 @pytest.mark.parametrize(
