@@ -146,6 +146,16 @@ def test_bad_arguments_are_refused_with_the_parameter_name(kwargs: dict, message
         BetaVAE(**{**SMALL, **kwargs})
 
 
+def test_attributes_are_set_as_on_any_module_and_lightnings_hook_name_directly() -> None:
+    model = VAE(latent_dim=2)
+    model._current_fx_name = "training_step"
+    assert model._current_fx_name == "training_step" and vars(model)["_current_fx_name"] == "training_step"
+    model.extra_head = torch.nn.Linear(2, 2)  # still registered as a submodule
+    model.scale = torch.nn.Parameter(torch.ones(1))  # and as a parameter
+    assert "extra_head" in model._modules and "scale" in model._parameters
+    assert {"extra_head", "scale"} <= {name.split(".")[0] for name, _ in model.named_parameters()}
+
+
 def test_hyperparameters_include_subclass_arguments() -> None:
     model = BetaVAE(**SMALL, beta=2.0, capacity_max=5.0)
     assert model.hparams.beta == 2.0 and model.hparams.capacity_max == 5.0

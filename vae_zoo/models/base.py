@@ -148,6 +148,19 @@ class LatentVariableModel(L.LightningModule, ABC):
     def sample(self, n: int) -> torch.Tensor:
         """``n`` new examples ``E[x | z]``, ``z ~ p(z)``: [n, *input_shape]."""
 
+    def __setattr__(self, name: str, value: object) -> None:
+        """``nn.Module.__setattr__``, except for ``_current_fx_name``, which is stored directly.
+
+        Lightning sets ``_current_fx_name`` (a hook's name, or None) on the module before and
+        after every hook it calls, about 46 times per training step; ``nn.Module.__setattr__``
+        first checks the value against parameters, buffers and submodules, 2.7 us a call against
+        0.3 us on this project's CPU, for a value that is never one of them.
+        """
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     # ----------------------------------------------------------------- Lightning hooks
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The code of each input, as :meth:`encode`."""
