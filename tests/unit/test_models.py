@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vae_zoo.models import ALL_MODELS, GMMVAE, VAE, BetaVAE
+from vae_zoo.models.base import fused_adam_supported
 from vae_zoo.models.vae import free_bits_kl
 
 SMALL = {"input_shape": [1, 8, 8], "latent_dim": 3, "hidden_dims": [16]}
@@ -154,6 +155,45 @@ def test_attributes_are_set_as_on_any_module_and_lightnings_hook_name_directly()
     model.scale = torch.nn.Parameter(torch.ones(1))  # and as a parameter
     assert "extra_head" in model._modules and "scale" in model._parameters
     assert {"extra_head", "scale"} <= {name.split(".")[0] for name, _ in model.named_parameters()}
+
+
+def test_the_default_optimizer_is_fused_adam_and_steps_as_the_default_implementation() -> None:
+    torch.manual_seed(0)
+    model = VAE(**SMALL, lr=0.01)
+    fused = model.configure_optimizers()
+    assert isinstance(fused, torch.optim.Adam) and fused.defaults["fused"] is True
+    assert fused.defaults["lr"] == 0.01
+    reference = VAE(**SMALL, lr=0.01)
+    reference.load_state_dict(model.state_dict())
+    plain = torch.optim.Adam(reference.parameters(), lr=0.01)
+    initial = [p.detach().clone() for p in model.parameters()]
+    x = binary_batch(16)
+    for _ in range(3):  # same draws of z for both: the updates must agree to rounding
+        for module, optimizer in ((model, fused), (reference, plain)):
+            torch.manual_seed(1)
+            optimizer.zero_grad()
+            module.objective(module.loss_terms(x)).backward()
+            optimizer.step()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert all(not torch.equal(p, p0) for p, p0 in zip(model.parameters(), initial, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("parameter", "supported"),
+    [
+        (torch.zeros(2), True),
+        (torch.zeros(2, dtype=torch.float64), True),
+        (torch.zeros(2, dtype=torch.bfloat16), True),
+        (torch.zeros(2, device="meta"), False),
+        (torch.zeros(2, dtype=torch.complex64), False),
+    ],
+)
+def test_fused_adam_is_chosen_only_where_torch_has_the_kernel(
+    parameter: torch.Tensor, supported: bool
+) -> None:
+    assert fused_adam_supported([torch.zeros(3), parameter]) is supported
+    assert fused_adam_supported([]) is False
 
 
 def test_hyperparameters_include_subclass_arguments() -> None:
