@@ -29,8 +29,9 @@ optimizer is worth:
 * **Trainer, zoo model**: the library's ``VAE`` (its own ``training_step``) under that bare
   ``Trainer``; what is left to the command is its callbacks, logger and checkpointing.
 
-The runs alternate (plain, [the three,] vae-zoo, plain, ...) ``--repeats`` times so that
-machine noise hits all; each run times ``--steps`` steps after ``--warmup`` untimed steps
+The runs alternate ``--repeats`` times so that machine noise hits all, in counterbalanced order
+(plain, [the four,] vae-zoo in even alternations, the reverse in odd ones, so that no run always
+follows another); each run times ``--steps`` steps after ``--warmup`` untimed steps
 (together less than one epoch: 430 steps at batch 128, the last one partial). Prints samples per
 second (min / median / max) of each run, and for each its ratio to the plain loop: the ratio of
 the medians, and the median over the alternations of the ratio to the plain run of the same
@@ -276,7 +277,8 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as out:
         for repeat in range(args.repeats):
-            for name, run in runs.items():
+            order = list(runs.items())
+            for name, run in reversed(order) if repeat % 2 else order:
                 torch.manual_seed(repeat)
                 rates[name].append(run(out))
             shown = "  ".join(f"{name} {values[-1]:,.0f}" for name, values in rates.items())

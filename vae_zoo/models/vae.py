@@ -10,7 +10,7 @@ from torch.distributions import Normal
 
 from vae_zoo.likelihoods import LikelihoodName
 from vae_zoo.metrics import ELBO, AggregatePosteriorKL
-from vae_zoo.models.base import LatentVariableModel, check_int
+from vae_zoo.models.base import LatentVariableModel, check_int, weighted_sum
 from vae_zoo.nn import Architecture, soft_clamp
 from vae_zoo.priors import Prior, StandardNormal
 from vae_zoo.validation import check_number
@@ -82,12 +82,13 @@ class VAE(LatentVariableModel):
 
     def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         weights = self.loss_weights()
-        kl_terms = ("kl", "kl_penalized")
-        loss = sum(weights[name] * term.mean() for name, term in terms.items() if name not in kl_terms)
-        kl = terms["kl_penalized" if "kl_penalized" in terms else "kl"].mean()
-        if self.kl_capacity is None:
-            return loss + weights["kl"] * kl
-        return loss + weights["kl"] * (kl - self.kl_capacity).abs()
+        kl_name = "kl_penalized" if "kl_penalized" in terms else "kl"
+        others = {name: term for name, term in terms.items() if name not in ("kl", "kl_penalized")}
+        if self.kl_capacity is None:  # mean_B (sum_k w_k term_k + w_kl kl), as one sum per example
+            weighted = {**others, kl_name: terms[kl_name]}
+            return weighted_sum(weighted, {**weights, kl_name: weights["kl"]}).mean()
+        kl = terms[kl_name].mean()
+        return weighted_sum(others, weights).mean() + weights["kl"] * (kl - self.kl_capacity).abs()
 
     def stage_metrics(
         self, loss: torch.Tensor, terms: dict[str, torch.Tensor], stage: str
