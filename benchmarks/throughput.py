@@ -108,40 +108,80 @@ def adam(parameters: Iterable[torch.Tensor], fused: bool = True) -> torch.optim.
     return torch.optim.Adam(parameters, lr=1e-3, fused=True if use_fused else None)
 
 
-def plain_run(
-    images: torch.Tensor,
-    batch_size: int,
-    latent_dim: int,
-    steps: int,
-    warmup: int,
-    zoo_model: bool = False,
-    fused: bool = True,
-) -> float:
-    """Samples per second of the plain loop over ``steps`` steps after ``warmup``; with
-    ``zoo_model``, the loop trains the library's ``VAE`` through its ``loss_terms`` and
-    ``objective``; without ``fused``, with Adam's default implementation."""
-    device = images.device
-    model = VAE(latent_dim=latent_dim).to(device) if zoo_model else PlainVAE(latent_dim).to(device)
+class PlainStepper:
+    """The plain loop one step at a time: its model (the hand-written one, or the library's ``VAE``
+    through its ``loss_terms`` and ``objective`` with ``zoo_model``), its Adam (fused, or the
+    default implementation without ``fused``) and its order of the training images."""
 
-    def loss_of(x: torch.Tensor) -> torch.Tensor:
-        return model.objective(model.loss_terms(x)) if zoo_model else model.loss(x)
+    def __init__(
+        self,
+        images: torch.Tensor,
+        batch_size: int,
+        latent_dim: int,
+        zoo_model: bool = False,
+        fused: bool = True,
+    ) -> None:
+        self.images = images
+        self.batch_size = batch_size
+        self.device = images.device
+        self.zoo_model = zoo_model
+        self.model = VAE(latent_dim=latent_dim) if zoo_model else PlainVAE(latent_dim)
+        self.model.to(self.device)
+        self.optimizer = adam(self.model.parameters(), fused)
+        self.order = torch.randperm(images.shape[0], device=self.device)
+        self.count = 0
 
-    optimizer = adam(model.parameters(), fused)
-    order = torch.randperm(images.shape[0], device=device)
-    start = 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
-            synchronize(device)
-            start = time.perf_counter()
-        index = order[(step * batch_size) % (images.shape[0] - batch_size) :][:batch_size]
-        probabilities = images.index_select(0, index)
+    def step(self) -> None:
+        """``index_select`` a batch, binarize it by ``rand < p``, one optimizer step."""
+        index = self.order[(self.count * self.batch_size) % (self.images.shape[0] - self.batch_size) :]
+        self.count += 1
+        probabilities = self.images.index_select(0, index[: self.batch_size])
         x = (torch.rand_like(probabilities) < probabilities).float()  # Bernoulli, 3x torch.bernoulli
-        loss = loss_of(x)
-        optimizer.zero_grad(set_to_none=True)
+        model = self.model
+        loss = model.objective(model.loss_terms(x)) if self.zoo_model else model.loss(x)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-    synchronize(device)
+        self.optimizer.step()
+
+    def timed_step(self) -> float:
+        """Seconds of one :meth:`step`, synchronised with the device on both ends."""
+        synchronize(self.device)
+        start = time.perf_counter()
+        self.step()
+        synchronize(self.device)
+        return time.perf_counter() - start
+
+
+def plain_run(
+    images: torch.Tensor, batch_size: int, latent_dim: int, steps: int, warmup: int, **kwargs
+) -> float:
+    """Samples per second of the plain loop over ``steps`` steps after ``warmup``; ``kwargs`` as
+    :class:`PlainStepper`'s."""
+    stepper = PlainStepper(images, batch_size, latent_dim, **kwargs)
+    for _ in range(warmup):
+        stepper.step()
+    synchronize(stepper.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        stepper.step()
+    synchronize(stepper.device)
     return steps * batch_size / (time.perf_counter() - start)
+
+
+def interleaved_plain_run(
+    images: torch.Tensor, batch_size: int, latent_dim: int, steps: int, warmup: int, **kwargs
+) -> tuple[float, float]:
+    """Samples per second of the plain loop with ``kwargs`` (as :class:`PlainStepper`'s) and of the
+    reference plain loop, their steps taken in turn and each timed: ``(that loop, reference)``."""
+    other = PlainStepper(images, batch_size, latent_dim, **kwargs)
+    reference = PlainStepper(images, batch_size, latent_dim)
+    seconds = [0.0, 0.0]
+    for step in range(warmup + steps):
+        for index, stepper in enumerate((other, reference)):
+            elapsed = stepper.timed_step()
+            if step >= warmup:
+                seconds[index] += elapsed
+    return steps * batch_size / seconds[0], steps * batch_size / seconds[1]
 
 
 class StepTimer(Callback):
@@ -174,11 +214,43 @@ class StepTimer(Callback):
             self.samples_per_second = self.steps * self.batch_size / (time.perf_counter() - self.start)
 
 
-def bare_trainer_run(args: argparse.Namespace, device: torch.device, zoo_model: bool) -> float:
-    """Samples per second of a ``Trainer`` without logger, progress bar, checkpoints or callbacks
-    (but the timer) training :class:`PlainModule`, or the library's ``VAE`` with ``zoo_model``,
-    on the command's data module (dynamic binarization, data as one tensor)."""
-    timer = StepTimer(args.warmup, args.steps, args.batch_size, device)
+class Lockstep(StepTimer):
+    """Takes one step of a :class:`PlainStepper` after each training step of the run it is added
+    to, and times both over the steps ``warmup .. warmup + steps``: a run's step is the time from
+    the start of one batch to the start of the next, less the plain step taken in between. The two
+    then share the machine's state step by step, so that its drifts cancel in their ratio."""
+
+    def __init__(self, warmup: int, steps: int, batch_size: int, stepper: PlainStepper) -> None:
+        super().__init__(warmup, steps, batch_size, stepper.device)
+        self.stepper = stepper
+        self.run_seconds = 0.0
+        self.plain_seconds = 0.0
+        self.last_start = 0.0
+        self.last_plain = 0.0
+        self.plain_samples_per_second = 0.0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
+        synchronize(self.device)
+        now = time.perf_counter()
+        if self.warmup < batch_idx <= self.warmup + self.steps:
+            self.run_seconds += now - self.last_start - self.last_plain
+        if batch_idx == self.warmup + self.steps:
+            self.samples_per_second = self.steps * self.batch_size / self.run_seconds
+            self.plain_samples_per_second = self.steps * self.batch_size / self.plain_seconds
+        self.last_start = now
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.last_plain = self.stepper.timed_step()
+        if self.warmup <= batch_idx < self.warmup + self.steps:
+            self.plain_seconds += self.last_plain
+
+
+def bare_trainer_run(
+    args: argparse.Namespace, device: torch.device, zoo_model: bool, timer: StepTimer
+) -> None:
+    """Trains, timed by ``timer``, a ``Trainer`` without logger, progress bar, checkpoints or
+    callbacks (but the timer) around :class:`PlainModule`, or the library's ``VAE`` with
+    ``zoo_model``, on the command's data module (dynamic binarization, data as one tensor)."""
     trainer = L.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=1,
@@ -195,12 +267,10 @@ def bare_trainer_run(args: argparse.Namespace, device: torch.device, zoo_model: 
     module = VAE(latent_dim=args.latent_dim) if zoo_model else PlainModule(args.latent_dim)
     data = MNISTDataModule(batch_size=args.batch_size, binarization="dynamic", download=False)
     trainer.fit(module, datamodule=data)
-    return timer.samples_per_second
 
 
-def zoo_run(args: argparse.Namespace, device: torch.device, out: str) -> float:
-    """Samples per second of ``vae-zoo fit --config configs/vae_mnist.yaml`` over the same steps."""
-    timer = StepTimer(args.warmup, args.steps, args.batch_size, device)
+def zoo_run(args: argparse.Namespace, device: torch.device, out: str, timer: StepTimer) -> None:
+    """``vae-zoo fit --config configs/vae_mnist.yaml`` over the same steps, timed by ``timer``."""
     cli_args = [
         "--config",
         args.config,
@@ -230,12 +300,22 @@ def zoo_run(args: argparse.Namespace, device: torch.device, out: str) -> float:
     cli = VaeZooCLI(*cli_classes(), args=cli_args, run=False)
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    return timer.samples_per_second
 
 
 def summary(values: list[float]) -> str:
     return (
         f"min {min(values):,.0f}  median {statistics.median(values):,.0f}  max {max(values):,.0f} samples/s"
+    )
+
+
+def ratios(name: str, values: list[float], references: list[float], what: str) -> str:
+    """The ratio of ``values`` to ``references``: of their medians, and the median (min, max) of
+    the ratios pair by pair."""
+    pairs = [value / reference for value, reference in zip(values, references, strict=True)]
+    of_medians = statistics.median(values) / statistics.median(references)
+    return (
+        f"ratio {name} / plain: {of_medians:.3f} (medians); {what} median "
+        f"{statistics.median(pairs):.3f} (min {min(pairs):.3f}, max {max(pairs):.3f})"
     )
 
 
@@ -257,6 +337,11 @@ def main() -> None:
         "and a bare Trainer with either model",
     )
     parser.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="interleave the plain loop's steps with each run's steps instead of alternating runs",
+    )
+    parser.add_argument(
         "--logger",
         default="lightning.pytorch.loggers.CSVLogger",
         help="the logger of the vae-zoo side (the command's default is vae_zoo.loggers.WandbLogger)",
@@ -267,40 +352,65 @@ def main() -> None:
     data.setup()
     images = data.splits["train"][0].to(device)
     sizes = (args.batch_size, args.latent_dim, args.steps, args.warmup)
-    runs: dict[str, Callable[[str], float]] = {"plain PyTorch": lambda out: plain_run(images, *sizes)}
+
+    def plain(**kwargs) -> float | tuple[float, float]:
+        if args.lockstep:
+            return interleaved_plain_run(images, *sizes, **kwargs)
+        return plain_run(images, *sizes, **kwargs)
+
+    def trained(train: Callable[[StepTimer], None]) -> float | tuple[float, float]:
+        if not args.lockstep:
+            timer = StepTimer(args.warmup, args.steps, args.batch_size, device)
+            train(timer)
+            return timer.samples_per_second
+        stepper = PlainStepper(images, args.batch_size, args.latent_dim)
+        lockstep = Lockstep(args.warmup, args.steps, args.batch_size, stepper)
+        train(lockstep)
+        return lockstep.samples_per_second, lockstep.plain_samples_per_second
+
+    runs: dict[str, Callable[[str], float | tuple[float, float]]] = {}
+    if not args.lockstep:  # in lockstep, every run brings its own plain loop
+        runs["plain PyTorch"] = lambda out: plain()
     if args.breakdown:
-        runs["plain loop, default Adam"] = lambda out: plain_run(images, *sizes, fused=False)
-        runs["plain loop, zoo model"] = lambda out: plain_run(images, *sizes, zoo_model=True)
-        runs["Trainer, plain model"] = lambda out: bare_trainer_run(args, device, zoo_model=False)
-        runs["Trainer, zoo model"] = lambda out: bare_trainer_run(args, device, zoo_model=True)
-    runs["vae-zoo"] = lambda out: zoo_run(args, device, out)
-    rates: dict[str, list[float]] = {name: [] for name in runs}
+        runs["plain loop, default Adam"] = lambda out: plain(fused=False)
+        runs["plain loop, zoo model"] = lambda out: plain(zoo_model=True)
+        runs["Trainer, plain model"] = lambda out: trained(lambda t: bare_trainer_run(args, device, False, t))
+        runs["Trainer, zoo model"] = lambda out: trained(lambda t: bare_trainer_run(args, device, True, t))
+    runs["vae-zoo"] = lambda out: trained(lambda t: zoo_run(args, device, out, t))
+    results: dict[str, list] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as out:
         for repeat in range(args.repeats):
             order = list(runs.items())
             for name, run in reversed(order) if repeat % 2 else order:
                 torch.manual_seed(repeat)
-                rates[name].append(run(out))
-            shown = "  ".join(f"{name} {values[-1]:,.0f}" for name, values in rates.items())
+                results[name].append(run(out))
+            shown = "  ".join(
+                f"{name} {values[-1][0]:,.0f} vs {values[-1][1]:,.0f}"
+                if args.lockstep
+                else f"{name} {values[-1]:,.0f}"
+                for name, values in results.items()
+            )
             print(f"repeat {repeat}: {shown} samples/s", flush=True)
     print(f"\ncommand: python benchmarks/throughput.py {shlex.join(sys.argv[1:])}")
     print(
         f"hardware: {hardware()}; batch {args.batch_size}; "
         f"{args.steps} timed steps after {args.warmup}; logger of vae-zoo: {args.logger}"
+        + ("; lockstep: each run against its own interleaved plain loop" if args.lockstep else "")
     )
-    plain = rates["plain PyTorch"]
-    width = max(len(name) for name in rates) + 1
-    for name, values in rates.items():
+    width = max(len(name) for name in results) + 1
+    if args.lockstep:
+        for name, values in results.items():
+            print(f"{name + ':':{width}} {summary([run for run, _ in values])}")
+            print(f"{'  its plain loop:':{width}} {summary([reference for _, reference in values])}")
+        for name, values in results.items():
+            runs_, references = [run for run, _ in values], [reference for _, reference in values]
+            print(ratios(name, runs_, references, "per run"))
+        return
+    for name, values in results.items():
         print(f"{name + ':':{width}} {summary(values)}")
-    for name, values in rates.items():
-        if name == "plain PyTorch":
-            continue
-        pairs = [value / reference for value, reference in zip(values, plain, strict=True)]
-        of_medians = statistics.median(values) / statistics.median(plain)
-        print(
-            f"ratio {name} / plain: {of_medians:.3f} (medians); per alternation median "
-            f"{statistics.median(pairs):.3f} (min {min(pairs):.3f}, max {max(pairs):.3f})"
-        )
+    for name, values in results.items():
+        if name != "plain PyTorch":
+            print(ratios(name, values, results["plain PyTorch"], "per alternation"))
 
 
 if __name__ == "__main__":
