@@ -37,6 +37,13 @@ second (min / median / max) of each run, and for each its ratio to the plain loo
 the medians, and the median over the alternations of the ratio to the plain run of the same
 alternation (robust to the machine's speed drifting over minutes, which moves all runs of an
 alternation alike).
+
+With ``--lockstep``, no run is compared with another run: each takes one step of its own plain
+loop after each of its steps (the runs without a ``Trainer`` take their two loops' steps in turn)
+and times both, a ``Trainer``'s step from the start of one batch to the start of the next, less
+the plain step between them. The ratio is then one of steps taken side by side, and varies by a
+few points between runs where whole runs vary by tens. Both loops share the machine's caches, so
+their samples per second are lower than alone; on a GPU, every step is synchronised.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vae_zoo.models import ALL_MODELS, GMMVAE, VAE, BetaVAE
-from vae_zoo.models.base import fused_adam_supported
+from vae_zoo.models.base import fused_adam_supported, weighted_sum
 from vae_zoo.models.vae import free_bits_kl
 
 SMALL = {"input_shape": [1, 8, 8], "latent_dim": 3, "hidden_dims": [16]}
@@ -155,6 +155,15 @@ def test_attributes_are_set_as_on_any_module_and_lightnings_hook_name_directly()
     model.scale = torch.nn.Parameter(torch.ones(1))  # and as a parameter
     assert "extra_head" in model._modules and "scale" in model._parameters
     assert {"extra_head", "scale"} <= {name.split(".")[0] for name, _ in model.named_parameters()}
+
+
+def test_the_weighted_sum_of_the_terms_is_per_example_and_skips_unit_weights() -> None:
+    recon, kl = torch.tensor([1.0, 2.0]), torch.tensor([10.0, 30.0])
+    total = weighted_sum({"recon": recon, "kl": kl}, {"recon": 1.0, "kl": 0.5})
+    torch.testing.assert_close(total, torch.tensor([6.0, 17.0]))
+    assert weighted_sum({"recon": recon}, {"recon": 1}) is recon  # nothing computed for a weight of 1
+    with pytest.raises(ValueError, match="at least one loss term"):
+        weighted_sum({}, {"recon": 1.0})
 
 
 def test_the_default_optimizer_is_fused_adam_and_steps_as_the_default_implementation() -> None:
