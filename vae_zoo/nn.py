@@ -93,23 +93,23 @@ def check_architecture(architecture: str) -> None:
         raise ValueError(f"architecture must be one of {list(ARCHITECTURES)}; got {architecture!r}")
 
 
-SOFT_CLAMP_MARGIN = 30.0  # beyond it, soft_clamp is within e^-30 of its bound
-
-
 def soft_clamp(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Smoothly bound ``x`` to ``(low, high)``: ``x - softplus(x - high) + softplus(low - x)``.
+    """Smoothly bound ``x`` to ``[low, high]``: ``high - softplus(high - low - softplus(x - low))``.
 
-    The identity well inside the bounds, saturating at them, with a non-zero gradient everywhere
-    inside: used for log-variances so that ``exp`` never overflows or underflows.
+    A smooth lower bound ``y = low + softplus(x - low)`` followed by a smooth upper bound
+    ``high - softplus(high - y)``: the identity well inside the bounds, saturating at them, with a
+    non-zero gradient inside. Used for log-variances, so that ``exp`` never overflows or underflows.
 
-    ``x`` is first clamped to ``[low - 30, high + 30]``, where the formula has saturated to within
-    ``e^-30`` of its bound. Without that, a large ``|x|`` cancels catastrophically (``x - (x - high)``
-    rounds to 0 once the bound is below half a unit in the last place of ``x``: from ``|x|`` of
-    about 500 in bfloat16 and 3e7 in float32), so the "bounded" value fell back to 0 instead of
-    the bound, and ``+-inf`` gave NaN.
+    It equals the symmetric ``x - softplus(x - high) + softplus(low - x)`` up to terms of order
+    ``exp(-(high - low))`` and ``exp(-20)`` (``softplus`` is the identity beyond 20): 2e-9 for the
+    posterior's ``[-14, 8]``. It takes five operations on ``x`` instead of seven and needs no guard
+    against huge inputs: each step only saturates, so ``+-inf`` and ``|x|`` of any size give the
+    bound itself, where the symmetric form cancels catastrophically (``x - (x - high)`` rounds to 0
+    from ``|x|`` of about 500 in bfloat16). The lower asymptote is exactly ``low`` when
+    ``high - low > 20``, else ``low - softplus(low - high)``.
     """
-    x = x.clamp(low - SOFT_CLAMP_MARGIN, high + SOFT_CLAMP_MARGIN)
-    return x - nn.functional.softplus(x - high) + nn.functional.softplus(low - x)
+    softplus = nn.functional.softplus
+    return high - softplus(high - low - softplus(x - low))
 
 
 def bounded(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:

@@ -52,6 +52,17 @@ def test_soft_clamp_saturates_at_its_bounds_for_huge_and_infinite_inputs(dtype: 
     assert bool((soft_clamp(z, -14.0, 8.0).float().diff() >= 0).all())  # monotone
 
 
+def test_soft_clamp_equals_the_symmetric_smooth_clamp_up_to_exponentially_small_terms() -> None:
+    x = torch.linspace(-60.0, 60.0, 24001, dtype=torch.float64)
+    softplus = torch.nn.functional.softplus
+    for low, high in ((-14.0, 8.0), (-10.0, 5.0)):
+        symmetric = x - softplus(x - high) + softplus(low - x)
+        difference = (soft_clamp(x, low, high) - symmetric).abs().max().item()
+        # the terms dropped, exp(-(high - low)), and softplus's linearization beyond 20, exp(-20)
+        assert difference < 2 * max(math.exp(-(high - low)), math.exp(-20)), (low, high, difference)
+    assert soft_clamp(torch.tensor(-math.inf), -14.0, 8.0).item() == -14.0  # exact: width > 20
+
+
 def test_mixture_log_variances_stay_bounded_for_extreme_raw_parameters() -> None:
     prior = GaussianMixture(2, 3)
     with torch.no_grad():
