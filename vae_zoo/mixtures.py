@@ -105,6 +105,26 @@ def gmm_from_assignment(x: torch.Tensor, assignment: torch.Tensor, num_component
     return _cast(model, x.dtype, log_likelihood)
 
 
+def split_clusters(
+    x: torch.Tensor, assignment: torch.Tensor, num_clusters: int, parts: int, seed: int = 0
+) -> torch.Tensor:
+    """Split every cluster of ``assignment`` into ``parts`` by :func:`kmeans` of its points.
+
+    ``x`` [N, D], ``assignment`` [N] in ``[0, num_clusters)``; returns the assignment [N] to
+    ``num_clusters * parts`` parts, part ``m`` of cluster ``c`` numbered ``c * parts + m``, so that
+    ``part // parts`` is the cluster again. A cluster of fewer points than ``parts`` is split into
+    as many parts as it has points (the other parts stay empty; :func:`gmm_from_assignment`
+    gives an empty part no weight).
+    """
+    parts_of = torch.zeros_like(assignment)
+    for cluster in range(num_clusters):
+        members = (assignment == cluster).nonzero().squeeze(1)  # [N_c]
+        count = min(parts, members.shape[0])
+        if count > 1:
+            parts_of[members] = kmeans(x[members].double(), count, restarts=3, seed=seed)
+    return assignment * parts + parts_of
+
+
 def _cast(model: DiagonalGMM, dtype: torch.dtype, log_likelihood: float) -> DiagonalGMM:
     # float32 at least: codes made under bf16/fp16 autocast must not round the fitted mixture
     dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32

@@ -215,7 +215,7 @@ def test_hierarchical_model_exposes_its_tree() -> None:
         (GMMVAE, {"num_components": 1}, "num_components must be an integer >= 2; got 1"),
         (GMMVAE, {"kl_estimator": "exact"}, "kl_estimator must be one of"),
         (GMMVAE, {"warmup_epochs": -1}, "warmup_epochs must be an integer >= 0"),
-        (GMMVAE, {"prior_init": "kmeans"}, r"prior_init must be one of \['em', 'spectral'\]"),
+        (GMMVAE, {"prior_init": "kmeans"}, r"prior_init must be one of \['em', 'spectral', 'consensus'\]"),
         (GMMVAE, {"spectral_neighbours": 0}, "spectral_neighbours must be an integer >= 1; got 0"),
         (GMMVAE, {"learn_prior": "no"}, "learn_prior must be true or false; got 'no'"),
         (HierarchicalGMMVAE, {"prior_init": "random"}, "prior_init must be one of"),

@@ -29,11 +29,11 @@ class CollapseDetection(Callback):
     most ``log 256 = 5.55``; see :class:`~vae_zoo.metrics.MutualInformation`), ``val/kl_dim/<j>`` (the average
     KL of each dimension, under a ``N(0, I)`` prior) and, for mixture priors,
     ``val/occupancy_min`` and ``val/occupancy_max`` (fractions of the data assigned to the least
-    and most used component).
+    and most used cluster of the mixture).
 
     Collapse is declared when any of these holds: fewer than ``min_active_units`` active units;
-    every dimension's KL below ``kl_epsilon`` for ``patience`` consecutive epochs; a component
-    holding less than ``min_occupancy`` of the data; one component holding more than
+    every dimension's KL below ``kl_epsilon`` for ``patience`` consecutive epochs; a cluster
+    holding less than ``min_occupancy`` of the data; one cluster holding more than
     ``max_occupancy`` (not checked while a mixture model is still in its warm-up, when its prior
     is not yet fitted). Then, with the figures: ``action="warn"`` warns, ``"stop"`` also stops
     training, ``"raise"`` raises :class:`PosteriorCollapseError`. The epoch counter is part of
@@ -44,7 +44,7 @@ class CollapseDetection(Callback):
         active_threshold: the variance above which a unit is active (Burda et al.: 0.01).
         kl_epsilon: the KL (nats) below which a dimension carries no information.
         patience: consecutive epochs of all-dimensions-below-``kl_epsilon`` before reporting.
-        min_occupancy, max_occupancy: bounds on a mixture component's share of the data.
+        min_occupancy, max_occupancy: bounds on a mixture cluster's share of the data.
         action: ``"warn"``, ``"stop"`` or ``"raise"``.
     """
 
@@ -99,7 +99,7 @@ class CollapseDetection(Callback):
         if isinstance(prior, StandardNormal):
             metrics["kl_dim"] = KLPerDimension(pl_module.latent_dim)
         if isinstance(prior, GaussianMixture):
-            metrics["occupancy"] = ComponentOccupancy(prior.num_components)
+            metrics["occupancy"] = ComponentOccupancy(prior.num_clusters)
         self.metrics = {name: metric.to(pl_module.device) for name, metric in metrics.items()}
 
     @torch.no_grad()
@@ -119,7 +119,9 @@ class CollapseDetection(Callback):
         if "kl_dim" in self.metrics:
             self.metrics["kl_dim"].update(pl_module.prior.kl_per_dim(posterior))
         if "occupancy" in self.metrics:
-            self.metrics["occupancy"].update(pl_module.prior.responsibilities(posterior.mean).argmax(-1))
+            self.metrics["occupancy"].update(
+                pl_module.prior.cluster_responsibilities(posterior.mean).argmax(-1)
+            )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         figures = {name: metric.compute() for name, metric in self.metrics.items()}
@@ -144,11 +146,11 @@ class CollapseDetection(Callback):
             logged.update({"val/occupancy_min": float(share.min()), "val/occupancy_max": float(share.max())})
             if share.min() < self.min_occupancy:
                 reasons.append(
-                    f"a component holds {float(share.min()):.2%} < {self.min_occupancy:.0%} of the data"
+                    f"a cluster holds {float(share.min()):.2%} < {self.min_occupancy:.0%} of the data"
                 )
             if share.max() > self.max_occupancy:
                 reasons.append(
-                    f"one component holds {float(share.max()):.2%} > {self.max_occupancy:.0%} of the data"
+                    f"one cluster holds {float(share.max()):.2%} > {self.max_occupancy:.0%} of the data"
                 )
         pl_module.log_dict(logged, on_step=False, on_epoch=True)
         if trainer.sanity_checking or not reasons:

@@ -73,7 +73,7 @@ class LatentTraversal(ValidationImageCallback):
     with the highest average KL on the first validation batch (models with a posterior), or
     the largest spread of codes (deterministic models), or ``dims`` when given. Also logged:
     linear and spherical interpolations between the first two validation examples, and for
-    mixture priors a traversal around each component mean and ``steps`` samples per component.
+    mixture priors a traversal around each cluster's mean and ``steps`` samples per cluster.
     Images go through :func:`~vae_zoo.callbacks.images.log_image`; rank zero only.
 
     Args:
@@ -152,14 +152,12 @@ class LatentTraversal(ValidationImageCallback):
     def _log_components(
         self, trainer: L.Trainer, pl_module: L.LightningModule, prior: GaussianMixture, offsets: torch.Tensor
     ) -> None:
-        components = prior.components()
-        samples = (
-            components.sample((self.steps,)).transpose(0, 1).reshape(-1, pl_module.latent_dim)
-        )  # [K*S, D]
+        samples = prior.sample_clusters(self.steps).reshape(-1, pl_module.latent_dim)  # [C*S, D]
         log_image(trainer, "traversal/component_samples", image_grid(pl_module.decode(samples), self.steps))
-        top = int(prior.means.var(0).argmax())  # the dimension that separates the components most
+        means = prior.cluster_means()  # [C, D]
+        top = int(means.var(0).argmax())  # the dimension that separates the clusters most
         rows = []
-        for mean in prior.means:
+        for mean in means:
             codes = mean.repeat(self.steps, 1)
             codes[:, top] += offsets
             rows.append(pl_module.decode(codes))

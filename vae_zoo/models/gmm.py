@@ -8,14 +8,16 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.distributions import Normal
 from torchmetrics import MetricCollection
 from torchmetrics.clustering import AdjustedRandScore, NormalizedMutualInfoScore
 
+from vae_zoo.consensus import agreement_matrix, consensus_index, umap_gmm_clustering
 from vae_zoo.data import InMemoryBatches
 from vae_zoo.likelihoods import LikelihoodName
 from vae_zoo.metrics import ClusteringAccuracy
-from vae_zoo.mixtures import fit_diagonal_gmm, gmm_from_assignment
+from vae_zoo.mixtures import fit_diagonal_gmm, gmm_from_assignment, split_clusters
 from vae_zoo.models.base import Batch, batch_inputs, check_int
 from vae_zoo.models.vae import VAE
 from vae_zoo.nn import Architecture
@@ -24,12 +26,13 @@ from vae_zoo.spectral import spectral_clustering
 from vae_zoo.validation import MAX_COMPONENTS, check_bool, check_choice, check_parameter_budget, is_int
 
 KLEstimator = Literal["monte_carlo", "responsibility"]
-PriorInit = Literal["em", "spectral"]
-PRIOR_INITS: tuple[str, ...] = ("em", "spectral")
+PriorInit = Literal["em", "spectral", "consensus"]
+PRIOR_INITS: tuple[str, ...] = ("em", "spectral", "consensus")
 
 
 class GMMVAE(VAE):
-    """VAE whose prior is a trainable mixture of ``K`` diagonal Gaussians.
+    """VAE whose prior is a trainable mixture of ``K`` clusters, each a mixture of
+    ``components_per_cluster`` diagonal Gaussians.
 
     ``loss = E_q[-log p(x|z)] + kl_weight * KL`` where the KL is estimated either
 
@@ -41,24 +44,37 @@ class GMMVAE(VAE):
     To avoid collapsing into one cluster, the prior is initialised from the data: the first
     ``warmup_epochs`` train a deterministic autoencoder (``z`` = posterior mean, no KL); then the
     codes of the training set (:meth:`training_codes`) are encoded and a diagonal GMM fitted to
-    them becomes the prior, with ``prior_init``
+    them becomes the prior. The codes are first split into ``K`` clusters by ``prior_init``
 
-    * ``"em"``: by EM (:func:`~vae_zoo.mixtures.fit_diagonal_gmm`, on the training device); or
-    * ``"spectral"``: the means, variances and shares of the clusters that spectral clustering
-      of the codes finds (:func:`~vae_zoo.spectral.spectral_clustering`: ``2 K`` segments of
-      their ``spectral_neighbours``-nearest-neighbour graph, merged along the graph into ``K``;
-      :func:`~vae_zoo.mixtures.gmm_from_assignment`). The codes' clusters are curved and
-      elongated: EM's most likely mixture cuts through them, the neighbourhood graph keeps them
-      apart. On the CPU, about a minute for MNIST's 55k codes.
+    * ``"em"``: the most likely component of each code under a ``K``-component EM fit
+      (:func:`~vae_zoo.mixtures.fit_diagonal_gmm`, on the training device);
+    * ``"spectral"``: spectral clustering of the codes
+      (:func:`~vae_zoo.spectral.spectral_clustering`: ``2 K`` segments of their
+      ``spectral_neighbours``-nearest-neighbour graph, merged along the graph into ``K``);
+    * ``"consensus"``: of the spectral clustering and ``umap_runs`` N2D clusterings (a UMAP
+      embedding of the codes and a Gaussian mixture in it,
+      :func:`~vae_zoo.consensus.umap_gmm_clustering`, seeds ``0 .. umap_runs - 1``), the one
+      that agrees most with the others (:func:`~vae_zoo.consensus.consensus_index`), so that
+      one clustering that merges two clusters and splits another is outvoted;
+
+    then every cluster is split into ``components_per_cluster`` parts by k-means
+    (:func:`~vae_zoo.mixtures.split_clusters`), and each part's mean, variance and share make
+    one Gaussian of the prior (:func:`~vae_zoo.mixtures.gmm_from_assignment`). The codes'
+    clusters are curved and elongated: EM's most likely mixture cuts through them, the
+    neighbourhood graph keeps them apart, and one diagonal Gaussian per cluster would misplace
+    the codes at a cluster's ends (``benchmarks/RESULTS.md``). With ``components_per_cluster =
+    1`` and ``"em"`` the prior is the EM fit itself.
 
     The initialisation is part of ``fit``, stored in the checkpoint and not repeated on resume.
 
-    The cluster of an input is ``argmax_k p(k | z = mu(x))`` (:meth:`predict_cluster`, and what
+    The cluster of an input is ``argmax_c p(c | z = mu(x))``, ``p(c | z)`` summed over the
+    cluster's Gaussians (:meth:`predict_cluster`, and what
     ``predict`` returns). Validation and test log ``acc`` (Hungarian matching), ``nmi``
     (arithmetic normaliser) and ``ari`` when batches carry labels.
 
     Args:
-        num_components: ``K``, the number of mixture components.
+        num_components: ``K``, the number of clusters.
+        components_per_cluster: Gaussians per cluster; the prior has ``K * components_per_cluster``.
         kl_estimator: ``"monte_carlo"`` or ``"responsibility"``.
         warmup_epochs: autoencoder epochs before the mixture is fitted (0: fit to the codes of
             the untrained encoder at the start).
@@ -68,8 +84,9 @@ class GMMVAE(VAE):
             encoder and decoder towards it. A learned prior moves towards the most likely
             mixture of the codes, which is where EM's start is (see ``prior_init``).
         em_restarts, em_iterations: of the EM fit.
-        prior_init: ``"em"`` or ``"spectral"``, how the mixture is fitted to the codes.
-        spectral_neighbours: neighbours of each code in the graph of ``"spectral"``.
+        prior_init: ``"em"``, ``"spectral"`` or ``"consensus"``, how the codes are clustered.
+        spectral_neighbours: neighbours of each code in the graphs of ``"spectral"`` and UMAP.
+        umap_runs: N2D clusterings (UMAP seeds) in the ``"consensus"`` start.
     """
 
     def __init__(
@@ -91,8 +108,12 @@ class GMMVAE(VAE):
         prior_init: PriorInit = "em",
         spectral_neighbours: int = 20,
         learn_prior: bool = True,
+        components_per_cluster: int = 1,
+        umap_runs: int = 2,
     ) -> None:
         check_int("num_components", num_components, minimum=2, maximum=MAX_COMPONENTS)
+        check_int("components_per_cluster", components_per_cluster, minimum=1, maximum=MAX_COMPONENTS)
+        check_int("umap_runs", umap_runs, minimum=1)
         check_int("warmup_epochs", warmup_epochs, minimum=0)
         check_int("em_restarts", em_restarts, minimum=1)
         check_int("em_iterations", em_iterations, minimum=1)
@@ -101,9 +122,14 @@ class GMMVAE(VAE):
         check_int("spectral_neighbours", spectral_neighbours, minimum=1)
         check_bool("learn_mixture_weights", learn_mixture_weights)
         check_bool("learn_prior", learn_prior)
-        if is_int(latent_dim):  # means and log-variances [K, D]
+        if is_int(latent_dim):  # means and log-variances [K * M, D]
             check_parameter_budget(
-                2 * num_components * latent_dim, {"num_components": num_components, "latent_dim": latent_dim}
+                2 * num_components * components_per_cluster * latent_dim,
+                {
+                    "num_components": num_components,
+                    "components_per_cluster": components_per_cluster,
+                    "latent_dim": latent_dim,
+                },
             )
         super().__init__(
             input_shape,
@@ -131,7 +157,10 @@ class GMMVAE(VAE):
 
     def build_prior(self) -> GaussianMixture:
         hp = self.hparams
-        return GaussianMixture(self.latent_dim, hp.num_components, hp.learn_mixture_weights)
+        per_cluster = hp.get("components_per_cluster", 1)
+        return GaussianMixture(
+            self.latent_dim, hp.num_components * per_cluster, hp.learn_mixture_weights, per_cluster
+        )
 
     @property
     def warming_up(self) -> bool:
@@ -164,8 +193,8 @@ class GMMVAE(VAE):
 
     @torch.no_grad()
     def predict_cluster(self, x: torch.Tensor) -> torch.Tensor:
-        """The most responsible component at the posterior mean: [B, *shape] -> [B] int64."""
-        return self.prior.responsibilities(self.encode(x)).argmax(-1)
+        """The most responsible cluster at the posterior mean: [B, *shape] -> [B] int64."""
+        return self.prior.cluster_responsibilities(self.encode(x)).argmax(-1)
 
     # ----------------------------------------------------------------- prior initialisation
     def on_train_epoch_start(self) -> None:
@@ -186,7 +215,8 @@ class GMMVAE(VAE):
 
     @torch.no_grad()
     def initialize_prior(self, codes: torch.Tensor) -> None:
-        """Fit the mixture to ``codes`` [N, D] (by ``prior_init``) and make it the prior.
+        """Fit the mixture to ``codes`` [N, D] (clusters by ``prior_init``, each split into
+        ``components_per_cluster`` Gaussians) and make it the prior.
 
         Under DDP the codes of all processes are gathered and the fit of rank zero is broadcast,
         so every process starts from the same prior.
@@ -196,17 +226,42 @@ class GMMVAE(VAE):
         distributed = trainer is not None and trainer.world_size > 1
         if distributed:
             codes = self.all_gather(codes).flatten(0, 1)
-        if hp.prior_init == "spectral":
-            assignment = spectral_clustering(codes, hp.num_components, hp.spectral_neighbours)
-            gmm = gmm_from_assignment(codes, assignment, hp.num_components)
-        else:
+        per_cluster = self.prior.components_per_cluster
+        if hp.prior_init == "em" and per_cluster == 1:
             gmm = fit_diagonal_gmm(codes, hp.num_components, hp.em_iterations, hp.em_restarts, seed=0)
+        else:
+            assignment = self.cluster_codes(codes)
+            parts = split_clusters(codes, assignment, hp.num_components, per_cluster)
+            gmm = gmm_from_assignment(codes, parts, hp.num_components * per_cluster)
         self.prior.set_parameters(gmm.weights, gmm.means, gmm.variances)
         if distributed:
             for tensor in (self.prior.means, self.prior.raw_log_variances, self.prior.logits):
                 tensor.copy_(trainer.strategy.broadcast(tensor, src=0))
         self.prior_initialized.fill_(True)
         self.on_prior_initialized(codes)
+
+    def cluster_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """The ``K`` clusters of ``codes`` [N, D] by ``prior_init``: [N] int64 in ``[0, K)``."""
+        hp = self.hparams
+        k = hp.num_components
+        if hp.prior_init == "em":
+            gmm = fit_diagonal_gmm(codes, k, hp.em_iterations, hp.em_restarts, seed=0)
+            return gmm.log_joint(codes.detach().to(gmm.means.dtype)).argmax(-1)
+        candidates = [spectral_clustering(codes, k, hp.spectral_neighbours)]
+        if hp.prior_init == "consensus":
+            candidates += [
+                umap_gmm_clustering(codes, k, hp.spectral_neighbours, seed) for seed in range(hp.umap_runs)
+            ]
+        chosen = consensus_index(candidates)
+        if len(candidates) > 1:
+            names = ["spectral"] + [f"umap seed {seed}" for seed in range(hp.umap_runs)]
+            agreement = agreement_matrix(candidates)
+            rank_zero_info(
+                f"{type(self).__name__}: prior start by consensus of {', '.join(names)}; adjusted Rand "
+                f"index between them {[[round(v, 3) for v in row] for row in agreement.tolist()]}; "
+                f"kept {names[chosen]}"
+            )
+        return candidates[chosen]
 
     def on_prior_initialized(self, codes: torch.Tensor) -> None:
         """Called after the mixture was fitted to ``codes``; subclasses build on it."""

@@ -1,4 +1,4 @@
-"""VAE with the hierarchical mixture prior: components on the leaves of a binary tree."""
+"""VAE with the hierarchical mixture prior: clusters on the leaves of a binary tree."""
 
 from __future__ import annotations
 
@@ -25,14 +25,16 @@ LINKAGE_METHODS: tuple[str, ...] = ("ward", "average", "complete", "single")
 
 
 class HierarchicalGMMVAE(GMMVAE):
-    """GMM-VAE whose ``K`` mixture components are the leaves of a binary tree.
+    """GMM-VAE whose ``K`` clusters are the leaves of a binary tree (a leaf's mean is the mean of
+    its cluster's mixture, :meth:`~vae_zoo.priors.GaussianMixture.cluster_means`).
 
     Every internal node is a Gaussian ``N(m_n, tree_sigma^2 I)`` with ``m_n`` the mean of its two
     children's means (:class:`~vae_zoo.priors.TreeMixture`). The loss adds, for each example,
-    the tree term ``tree_weight * sum_k g_k mean_{n in ancestors(k)} -log N(z; m_n, tree_sigma^2 I)``
-    with ``g = p(k | z)`` held constant: a code pulled to leaf ``a`` is also pulled to ``a``'s
-    parents, and through them pulls on ``a``'s sibling. (Summing over the ancestors instead, or
-    letting ``g`` move, makes the shallowest leaf the cheapest and collapses all codes into it.)
+    the tree term ``tree_weight * sum_c g_c mean_{n in ancestors(c)} -log N(z; m_n, tree_sigma^2 I)``
+    with the cluster responsibilities ``g = p(c | z)`` held constant: a code pulled to leaf ``a`` is
+    also pulled to ``a``'s parents, and through them pulls on ``a``'s sibling. (Summing over the
+    ancestors instead, or letting ``g`` move, makes the shallowest leaf the cheapest and collapses all
+    codes into it.)
 
     **How the tree is obtained.** ``K`` need not be a power of two, so the tree is not a fixed
     balanced one: after the autoencoder warm-up and the fit of the leaves (see
@@ -67,6 +69,8 @@ class HierarchicalGMMVAE(GMMVAE):
         prior_init: PriorInit = "em",
         spectral_neighbours: int = 20,
         learn_prior: bool = True,
+        components_per_cluster: int = 1,
+        umap_runs: int = 2,
         tree_sigma: float = 1.0,
         tree_weight: float = 1.0,
         linkage_method: LinkageMethod = "ward",
@@ -93,17 +97,26 @@ class HierarchicalGMMVAE(GMMVAE):
             prior_init,
             spectral_neighbours,
             learn_prior,
+            components_per_cluster,
+            umap_runs,
         )
         self.val_purity = DendrogramPurity(num_components)
         self.test_purity = DendrogramPurity(num_components)
 
     def build_prior(self) -> TreeMixture:
         hp = self.hparams
-        return TreeMixture(self.latent_dim, hp.num_components, hp.learn_mixture_weights, hp.tree_sigma)
+        per_cluster = hp.get("components_per_cluster", 1)
+        return TreeMixture(
+            self.latent_dim,
+            hp.num_components * per_cluster,
+            hp.learn_mixture_weights,
+            hp.tree_sigma,
+            per_cluster,
+        )
 
     def latent_terms(self, posterior: Normal, z: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = super().latent_terms(posterior, z)
-        terms["tree"] = self.prior.tree_nll(z, self.prior.responsibilities(z))
+        terms["tree"] = self.prior.tree_nll(z, self.prior.cluster_responsibilities(z))
         return terms
 
     def loss_weights(self) -> dict[str, float]:
@@ -132,7 +145,7 @@ class HierarchicalGMMVAE(GMMVAE):
         self._log_purity("test")
 
     def on_prior_initialized(self, codes: torch.Tensor) -> None:
-        means = self.prior.means.detach().double().cpu().numpy()
+        means = self.prior.cluster_means().detach().double().cpu().numpy()
         linkage = hierarchy.linkage(means, method=self.hparams.linkage_method)
         self.prior.set_tree(torch.from_numpy(linkage))
 
@@ -145,8 +158,8 @@ class HierarchicalGMMVAE(GMMVAE):
         the matrix stays a valid (monotone) dendrogram.
         """
         prior = self.prior
-        k = prior.num_components
-        nodes = torch.cat([prior.means, prior.node_means()]).double().cpu()  # [2K-1, D]
+        k = prior.num_clusters
+        nodes = torch.cat([prior.cluster_means(), prior.node_means()]).double().cpu()  # [2K-1, D]
         heights = np.zeros(2 * k - 1)
         sizes = np.ones(2 * k - 1)
         rows = []
@@ -161,7 +174,7 @@ class HierarchicalGMMVAE(GMMVAE):
         """Leaf-to-cluster table at every level: [K, K]; row ``k`` is leaf ``k``, column ``j`` its
         cluster when the tree is cut into ``j + 1`` clusters by undoing the last ``j`` merges
         (clusters numbered by their smallest leaf's rank; column ``K - 1`` is the leaves)."""
-        k = self.prior.num_components
+        k = self.prior.num_clusters
         table = torch.zeros(k, k, dtype=torch.long)
         merges = self.prior.merges.tolist()
         for clusters in range(1, k + 1):
@@ -193,7 +206,7 @@ class HierarchicalGMMVAE(GMMVAE):
         figure = Figure(figsize=(6, 3.5))
         axis = figure.subplots()
         hierarchy.dendrogram(self.linkage_matrix(), labels=leaf_labels, ax=axis, leaf_rotation=90)
-        axis.set_xlabel("leaf (mixture component)")
+        axis.set_xlabel("leaf (cluster)")
         axis.set_ylabel("distance between child means")
         figure.tight_layout()
         return figure
