@@ -168,6 +168,19 @@ def test_gmm_vae_initialises_its_prior_after_the_warmup_and_clusters(estimator: 
     assert predictions.dtype == torch.int64 and set(predictions.tolist()) == {0, 1}
 
 
+def test_clustering_metrics_appear_once_the_prior_is_fitted_with_accuracy_in_the_progress_bar() -> None:
+    x, y = two_blobs()
+    model = blob_gmm_vae(warmup_epochs=2, prior_init="spectral", spectral_neighbours=10)
+    trainer = quiet_trainer(epochs=2)
+    trainer.fit(model, loader(x, y), loader(x, y))
+    assert not bool(model.prior_initialized)
+    assert not {"val/acc", "val/nmi", "val/ari"} & trainer.callback_metrics.keys()
+    trainer = quiet_trainer(epochs=3)
+    trainer.fit(model, loader(x, y), loader(x, y))
+    assert {"val/acc", "val/nmi", "val/ari"} <= trainer.callback_metrics.keys()
+    assert "val/acc" in trainer.progress_bar_metrics and "val/nmi" not in trainer.progress_bar_metrics
+
+
 def test_gmm_vae_warmup_trains_an_autoencoder_but_evaluates_the_elbo() -> None:
     x, _ = two_blobs()
     model = GMMVAE(input_shape=[1, 8, 8], latent_dim=2, hidden_dims=[8], num_components=2)

@@ -69,8 +69,9 @@ class GMMVAE(VAE):
 
     The cluster of an input is ``argmax_c p(c | z = mu(x))``, ``p(c | z)`` summed over the
     cluster's Gaussians (:meth:`predict_cluster`, and what
-    ``predict`` returns). Validation and test log ``acc`` (Hungarian matching), ``nmi``
-    (arithmetic normaliser) and ``ari`` when batches carry labels.
+    ``predict`` returns). Validation and test log ``acc`` (Hungarian matching, also shown in the
+    progress bar), ``nmi`` (arithmetic normaliser) and ``ari`` when batches carry labels, once the
+    prior is fitted: during the warm-up there are no clusters to score.
 
     Args:
         num_components: ``K``, the number of clusters.
@@ -269,11 +270,12 @@ class GMMVAE(VAE):
     # ----------------------------------------------------------------- clustering metrics
     def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
         loss = super()._evaluation_step(batch, stage)
-        if isinstance(batch, torch.Tensor) or len(batch) < 2:
-            return loss
+        if self.warming_up or isinstance(batch, torch.Tensor) or len(batch) < 2:
+            return loss  # no prior to cluster with yet, or no labels to score the clusters against
         metrics = self.val_clustering if stage == "val" else self.test_clustering
         metrics.update(self.predict_cluster(batch[0]), batch[1])
-        self.log_dict(metrics, on_step=False, on_epoch=True)
+        for name, metric in metrics.items():  # accuracy in the progress bar, as the ELBO
+            self.log(name, metric, on_step=False, on_epoch=True, prog_bar=name.endswith("/acc"))
         return loss
 
     def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
