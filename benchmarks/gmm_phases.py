@@ -5,13 +5,16 @@
     python benchmarks/gmm_phases.py --load runs/gmm_phases/warm.pt --kl-estimator monte_carlo
     python benchmarks/gmm_phases.py --warmup-epochs 100 --em-every 10 --mixture-epochs 0
     python benchmarks/gmm_phases.py --augment-rotation 10 --augment-shift 0.1 --prior-init spectral
+    python benchmarks/gmm_phases.py --load runs/warm/warm0.pt --prior-init spectral \
+        --components-per-cluster 5 --fixed-prior --augment-rotation 10 --augment-shift 0.1
 
 Trains the model of ``configs/gmm_mnist.yaml`` (784-500-500-2000-10, K = 10, Bernoulli, Adam,
 batch 128, MNIST grey levels, the 55k training split) with a plain loop around the library's
 ``GMMVAE`` (its own ``loss_terms`` and ``objective``, no Lightning): ``--warmup-epochs`` of the
 autoencoder warm-up (or the warmed-up weights of ``--load``), the fit of the prior to the
 codes of the training split (``initialize_prior``, by EM or, with ``--prior-init spectral``, from
-spectral clustering), then ``--mixture-epochs`` with the mixture
+spectral clustering, or the consensus of spectral and UMAP clusterings, each cluster split into
+``--components-per-cluster`` Gaussians), then ``--mixture-epochs`` with the mixture
 prior, under a fresh Adam (``vae-zoo fit`` keeps one optimizer, and its moments, across the
 switch; a run started from ``--load`` has no warm-up moments to keep). Prints the test-set
 accuracy (Hungarian matching) after that fit and after every epoch of the mixture phase, so that the
@@ -94,7 +97,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--kl-estimator", choices=["responsibility", "monte_carlo"], default="responsibility")
-    parser.add_argument("--prior-init", choices=["em", "spectral"], default="em")
+    parser.add_argument("--prior-init", choices=["em", "spectral", "consensus"], default="em")
+    parser.add_argument("--components-per-cluster", type=int, default=1)
+    parser.add_argument("--fixed-prior", action="store_true", help="learn_prior=False: keep the fitted prior")
+    parser.add_argument(
+        "--prior-lr", type=float, default=None, help="learning rate of the prior's parameters (default: --lr)"
+    )
     parser.add_argument("--fixed-weights", action="store_true", help="keep the mixing weights at the EM fit")
     parser.add_argument(
         "--em-every", type=int, default=0, help="print the start's accuracy every N warm-up epochs"
@@ -126,11 +134,15 @@ def main() -> None:
         kl_estimator=args.kl_estimator,
         learn_mixture_weights=not args.fixed_weights,
         prior_init=args.prior_init,
+        components_per_cluster=args.components_per_cluster,
+        learn_prior=not args.fixed_prior,
     )
     augmentation = data.train_augmentation()
     start = time.perf_counter()
     if args.load is not None:
-        model.load_state_dict(torch.load(args.load))
+        # the prior is fitted anew below: its warm-up values (of any size) are not loaded
+        state = torch.load(args.load)
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("prior.")}, strict=False)
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
         for epoch in range(1, args.warmup_epochs + 1):
@@ -152,7 +164,10 @@ def main() -> None:
         f"after {args.prior_init}: test accuracy {test_accuracy(model, test_images, test_labels):.4f}",
         flush=True,
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    prior = [p for p in model.prior.parameters() if p.requires_grad]
+    networks = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("prior.")]
+    groups = [{"params": networks}, {"params": prior, "lr": args.prior_lr or args.lr}]
+    optimizer = torch.optim.Adam([group for group in groups if group["params"]], lr=args.lr)
     for epoch in range(1, args.mixture_epochs + 1):
         train_epoch(model, optimizer, train_images, args.batch_size, augmentation)
         accuracy = test_accuracy(model, test_images, test_labels)

@@ -52,7 +52,7 @@ def main() -> None:
     with torch.no_grad():
         leaves = torch.cat([model.predict_cluster(chunk) for chunk in x.split(2000)])
         levels = torch.cat([model.predict_hierarchy(chunk) for chunk in x.split(2000)])
-    k = model.prior.num_components
+    k = model.prior.num_clusters
     print(
         "accuracy when the tree is cut into n clusters:",
         {n + 1: round(hungarian_accuracy(levels[:, n], y), 4) for n in range(1, k)},
