@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from vae_zoo.callbacks import (
     KLAnnealing,
     LatentTraversal,
     PosteriorCollapseError,
+    image_grid,
     slerp,
 )
 from vae_zoo.callbacks.annealing import cyclical_ramp, linear_ramp, sigmoid_ramp
@@ -192,14 +194,56 @@ def test_images_are_written_as_png_files_under_the_csv_logger(model_class: type,
         assert f"{key}_epoch000.png" in names and f"{key}_epoch001.png" in names
 
 
-def test_images_go_to_tensorboard(tmp_path: Path) -> None:
+def test_wandb_tensorboard_and_png_images_hold_the_pixels_of_the_grid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image a user sees in W&B and in TensorBoard, read back from their files, and the PNG
+    of the CSV run, equal round(255 * grid) of the grid the callback made (all black before)."""
+    import numpy as np
+    import wandb
+    from PIL import Image
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    logger = TensorBoardLogger(tmp_path, name="tb")
-    trainer(tmp_path, 1, [ImageGrids(num_images=4)], logger=logger).fit(VAE(**SMALL), blobs(), blobs())
-    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
+    import vae_zoo.callbacks.traversal as traversal
+    from vae_zoo.loggers import WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    grids: dict[int, torch.Tensor] = {}  # the grids of the reconstructions, by call
+
+    def recording_grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
+        grid = image_grid(images, nrow)
+        if nrow == 16:  # ImageGrids' reconstructions
+            grids[len(grids)] = grid
+        return grid
+
+    monkeypatch.setattr(traversal, "image_grid", recording_grid)
+    loggers = [
+        WandbLogger(save_dir=str(tmp_path), offline=True),
+        TensorBoardLogger(tmp_path, name="tb"),
+        CSVLogger(tmp_path, name="csv"),
+    ]
+    try:
+        run_dir = Path(loggers[0].experiment.dir)
+        trainer(tmp_path, 1, [ImageGrids(num_images=4)], logger=loggers, num_sanity_val_steps=0).fit(
+            VAE(**SMALL), blobs(), blobs()
+        )
+    finally:
+        wandb.finish()
+    assert len(grids) == 1
+    expected = np.round(grids[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)[..., 0]
+    assert expected.max() == 255 and expected.std() > 20  # a grid with something in it
+
+    (wandb_file,) = (run_dir / "media" / "images" / "images").glob("reconstructions_*.png")
+    wandb_pixels = np.asarray(Image.open(wandb_file).convert("L"))
+    events = EventAccumulator(loggers[1].log_dir, size_guidance={"images": 0})
     events.Reload()
-    assert {"images/reconstructions", "images/samples"} <= set(events.Tags()["images"])
+    (event,) = events.Images("images/reconstructions")
+    tensorboard_pixels = np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("L"))
+    (png_file,) = Path(loggers[2].log_dir, "images").glob("images_reconstructions_*.png")
+    png_pixels = np.asarray(Image.open(png_file).convert("L"))
+    for pixels in (wandb_pixels, tensorboard_pixels, png_pixels):
+        np.testing.assert_array_equal(pixels, expected)
 
 
 def test_collapse_detection_counter_survives_resume(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ the reliability callbacks the command adds by default (non-finite loss guard, ra
 from vae_zoo.callbacks.annealing import KLAnnealing
 from vae_zoo.callbacks.collapse import CollapseDetection, PosteriorCollapseError
 from vae_zoo.callbacks.evaluation import IWAEEvaluation
-from vae_zoo.callbacks.images import image_grid, log_image
+from vae_zoo.callbacks.images import grid_pixels, image_grid, log_image
 from vae_zoo.callbacks.numerics import NonFiniteLossError, NonFiniteLossGuard
 from vae_zoo.callbacks.random_state import RandomStateCheckpoint
 from vae_zoo.callbacks.traversal import ImageGrids, LatentTraversal, ValidationImageCallback, lerp, slerp
@@ -20,6 +20,7 @@ __all__ = [
     "PosteriorCollapseError",
     "RandomStateCheckpoint",
     "ValidationImageCallback",
+    "grid_pixels",
     "image_grid",
     "lerp",
     "log_image",
