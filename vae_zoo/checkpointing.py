@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import secrets
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from vae_zoo.errors import CheckpointError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -125,3 +129,90 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         # sanity check, outside fit and with fast_dev_run
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+# ckpt_path values that Lightning resolves itself ("last", "best", ...), and remote paths, are not read
+SPECIAL_CHECKPOINT_PATHS = ("last", "best", "hpc", "registry")
+# arguments of a data module that decide which examples a model sees and how they look; the
+# others (batch sizes, folders, the validation split, augmentation) leave a test comparable
+DATA_IDENTITY_ARGUMENTS = ("dataset", "binarization", "path", "reshape", "inputs_key", "label_column")
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, loaded on the CPU with ``weights_only=True``; ``None`` for
+    names that Lightning resolves itself (``last``, ``best``, remote URLs) and for a valid file
+    whose objects ``weights_only`` refuses (Lightning decides about those).
+
+    Raises :class:`~vae_zoo.errors.CheckpointError` naming the file and what is wrong with it:
+    missing, a folder, empty, not a PyTorch file (with its first bytes), truncated or damaged,
+    or a PyTorch file that is no Lightning checkpoint (no ``state_dict``).
+    """
+    text = os.fspath(path)
+    if text in SPECIAL_CHECKPOINT_PATHS or "://" in text:
+        return None
+    file = Path(text)
+    if not file.exists():
+        raise CheckpointError(f"ckpt_path={text!r} does not exist")
+    if not file.is_file():
+        raise CheckpointError(f"ckpt_path={text!r} is a folder, not a checkpoint file (*.ckpt)")
+    with open(file, "rb") as handle:
+        head = handle.read(16)
+    if not head:
+        raise CheckpointError(f"ckpt_path={text!r} is empty, not a checkpoint")
+    is_zip = head.startswith(b"PK\x03\x04")
+    if not is_zip and not head.startswith(b"\x80"):  # neither torch's zip format nor a pickle
+        raise CheckpointError(
+            f"ckpt_path={text!r} is not a PyTorch checkpoint: it starts with {head!r}, "
+            "not a zip archive (what torch.save and Lightning write)"
+        )
+    if is_zip and not zipfile.is_zipfile(file):
+        raise CheckpointError(
+            f"ckpt_path={text!r} is truncated or damaged: a zip archive without its table of contents "
+            f"({file.stat().st_size} bytes; an interrupted copy or download?)"
+        )
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" in str(error):
+            return None  # objects beyond tensors and plain data: Lightning's own load decides
+        raise CheckpointError(f"ckpt_path={text!r} cannot be read: {first_line(error)}") from error
+    except (RuntimeError, OSError, EOFError, ValueError) as error:
+        raise CheckpointError(f"ckpt_path={text!r} is truncated or damaged: {first_line(error)}") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(
+            f"ckpt_path={text!r} is a PyTorch file but no Lightning checkpoint (it has no 'state_dict')"
+        )
+    return checkpoint
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, at most 200 characters."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:200]
+
+
+def checkpoint_data_differences(
+    checkpoint: dict[str, Any], data_class: str, data_arguments: dict[str, Any]
+) -> list[str]:
+    """How the data module of a config (``data_class`` and its arguments) differs from the one
+    ``checkpoint`` was trained on, in :data:`DATA_IDENTITY_ARGUMENTS`: ``"binarization: 'none'
+    here, 'dynamic' in the checkpoint"``, ...; empty when the checkpoint does not say."""
+    saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    saved_class = saved.pop("_class_path", None)
+    here, there = data_class.rsplit(".", 1)[-1], (saved_class or "").rsplit(".", 1)[-1]
+    if saved_class is not None and here != there:
+        return [f"data: {here} here, {there} in the checkpoint"]
+    differences = []
+    for name in DATA_IDENTITY_ARGUMENTS:
+        if name not in saved or name not in data_arguments:
+            continue
+        if normalise(saved[name]) != normalise(data_arguments[name]):
+            differences.append(f"{name}: {data_arguments[name]!r} here, {saved[name]!r} in the checkpoint")
+    return differences
+
+
+def normalise(value: Any) -> Any:
+    """A value as compared across a config and a checkpoint: tuples as lists, paths as strings."""
+    if isinstance(value, (tuple, list)):
+        return [normalise(item) for item in value]
+    return os.fspath(value) if isinstance(value, os.PathLike) else value

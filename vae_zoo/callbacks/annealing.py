@@ -8,6 +8,8 @@ from typing import Any, Literal
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from vae_zoo.errors import ConfigurationError
+
 Schedule = Literal["constant", "linear", "sigmoid", "cyclical", "capacity"]
 SCHEDULES: tuple[str, ...] = ("constant", "linear", "sigmoid", "cyclical", "capacity")
 
@@ -140,7 +142,7 @@ class KLAnnealing(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not hasattr(pl_module, "kl_weight"):
-            raise ValueError(
+            raise ConfigurationError(
                 f"KLAnnealing needs a model with a KL term (VAE, BetaVAE, GMMVAE, HierarchicalGMMVAE); "
                 f"{type(pl_module).__name__} has none"
             )

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
+from vae_zoo.errors import ConfigurationError
 from vae_zoo.metrics import ActiveUnits, ComponentOccupancy, KLPerDimension, MutualInformation
 from vae_zoo.models.base import batch_inputs
 from vae_zoo.priors import GaussianMixture, StandardNormal
@@ -85,7 +86,7 @@ class CollapseDetection(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not hasattr(pl_module, "posterior"):
-            raise ValueError(
+            raise ConfigurationError(
                 f"CollapseDetection needs a model with a posterior q(z|x) (VAE family); "
                 f"{type(pl_module).__name__} has none"
             )

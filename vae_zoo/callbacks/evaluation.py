@@ -7,6 +7,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from vae_zoo.errors import ConfigurationError
 from vae_zoo.metrics import IWAENegativeLogLikelihood
 from vae_zoo.models.base import batch_inputs
 
@@ -28,7 +29,7 @@ class IWAEEvaluation(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not all(hasattr(pl_module, name) for name in ("posterior", "prior", "decoder", "likelihood")):
-            raise ValueError(
+            raise ConfigurationError(
                 f"IWAEEvaluation needs a model with a posterior and a prior (VAE family); "
                 f"{type(pl_module).__name__} has none"
             )

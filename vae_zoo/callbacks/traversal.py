@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from vae_zoo.callbacks.images import image_grid, is_image_shape, log_image
+from vae_zoo.errors import ConfigurationError
 from vae_zoo.models.base import batch_inputs
 from vae_zoo.priors import GaussianMixture
 
@@ -110,7 +111,7 @@ class LatentTraversal(ValidationImageCallback):
         if self.dims is not None:
             for dim in self.dims:
                 if not 0 <= dim < pl_module.latent_dim:
-                    raise ValueError(f"dims must lie in [0, {pl_module.latent_dim}); got {dim}")
+                    raise ConfigurationError(f"dims must lie in [0, {pl_module.latent_dim}); got {dim}")
             return self.dims
         if hasattr(pl_module, "posterior"):
             posterior = pl_module.posterior(x)
