@@ -8,14 +8,17 @@ import path of any LightningModule / LightningDataModule (``my_package.MyVAE``).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning as L
 import torch
+import yaml
 from jsonargparse import Namespace, lazy_instance
-from lightning.pytorch.callbacks import Callback, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -27,10 +30,20 @@ from vae_zoo.callbacks import (
     NonFiniteLossError,
     NonFiniteLossGuard,
     PosteriorCollapseError,
+    PredictionWriter,
+    ProgressBar,
     RandomStateCheckpoint,
 )
-from vae_zoo.checkpointing import AtomicCheckpointIO, BestAndLastCheckpoint
+from vae_zoo.checkpointing import (
+    AtomicCheckpointIO,
+    BestAndLastCheckpoint,
+    checkpoint_data_differences,
+    read_checkpoint,
+)
+from vae_zoo.compat import started_wandb_run
+from vae_zoo.console import fit_summary, quiet_third_party_notices, shown_path
 from vae_zoo.data import DataError
+from vae_zoo.errors import CheckpointError, ConfigurationError
 from vae_zoo.loggers import WandbLogger
 from vae_zoo.profilers import NoProfiler
 
@@ -56,11 +69,17 @@ WANDB_CONFIG_FILE = "cli-config.yaml"  # W&B keeps its own ``config.yaml`` in th
 
 class SaveConfig(SaveConfigCallback):
     """Saves the resolved config: under W&B as ``cli-config.yaml`` among the run's files and as
-    the run's config (key ``cli``); else as ``config.yaml`` in the logger's folder, as Lightning does."""
+    the run's config (key ``cli``); else as ``config.yaml`` in the logger's folder, as Lightning does.
+    Without a logger only ``fit`` saves it (in ``default_root_dir``, next to ``checkpoints/``):
+    ``test``, ``validate`` and ``predict`` have no run folder to put it in."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.logger is None and stage != "fit":
+            return  # no run folder to keep it in: it would land in the working directory
         if not isinstance(trainer.logger, LightningWandbLogger):
             super().setup(trainer, pl_module, stage)
+            if trainer.log_dir is not None:
+                self.saved_path = Path(trainer.log_dir) / self.config_filename
             return
         if self.already_saved:
             return
@@ -68,8 +87,79 @@ class SaveConfig(SaveConfigCallback):
             run = trainer.logger.experiment
             path = Path(run.dir) / WANDB_CONFIG_FILE
             self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=False)
+            self.saved_path = path
             run.config.update({"cli": self.config.clone().as_dict()}, allow_val_change=True)
         self.already_saved = True
+
+
+class ArgumentParser(LightningArgumentParser):
+    """The command's parser, whose errors (a malformed config, an unknown key, a value of the wrong
+    type) end with one line naming the key or file and what was expected, then one line pointing
+    at ``--help``: no usage dump. Exit code 2, as argparse's."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:  # jsonargparse parsing on its own behalf: let it raise
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        exit_with_parser_error(parser.prog.replace(" [options]", ""), condense_parser_message(message))
+
+
+def condense_parser_message(message: str) -> str:
+    """jsonargparse's error, several lines deep for an argument of a subclass, on one line: the
+    full key, the type expected and the value given, e.g. ``model.lr: expected float; got 'fast'``;
+    other errors by their first line and first reason."""
+    keys = [key for key in re.findall(r'Parser key "([^"]+)"', message) if key != "init_args"]
+    got = re.search(r"Expected a <class '([\w.]+)'>\. Got value: (.*)", message)
+    if keys and got:
+        return f"{'.'.join(dict.fromkeys(keys))}: expected {got.group(1)}; got {got.group(2).strip()!r}"
+    expected = [TYPE_NAMES.get(name, name) for name in re.findall(r"Expected a <class '([\w.]+)'>", message)]
+    given = re.search(r"Given value: (.*)", message)
+    if keys and expected and given:
+        return f"{keys[0]}: expected {' or '.join(dict.fromkeys(expected))}; got {given.group(1).strip()!r}"
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return "invalid arguments"
+    head = lines[0].rstrip(":")
+    skipped = ("Given value", "Subtypes", "Errors")
+    reasons = [line.lstrip("- ") for line in lines[1:] if not line.startswith(skipped)]
+    text = f"{head}: {reasons[0]}" if reasons else head
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+TYPE_NAMES = {"NoneType": "null"}
+
+
+def exit_with_parser_error(prog: str, message: str) -> NoReturn:
+    """Print ``<prog>: error: <message>`` and a pointer to ``--help``; exit with code 2."""
+    sys.stderr.write(f"{prog}: error: {message}\n(see `{prog} --help` for the accepted arguments)\n")
+    raise SystemExit(BAD_INPUT_EXIT_CODE)
+
+
+def check_config_files(args: list[str], prog: str) -> None:
+    """Read every YAML file given with ``--config``/``-c`` in ``args``; a malformed one ends the
+    command with its name, line and column and what the YAML parser expected (exit code 2).
+    Values that are no existing file are left to the parser (it also takes a YAML string)."""
+    for index, arg in enumerate(args):
+        if arg in ("--config", "-c") and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        else:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            continue
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            context = getattr(error, "context", None)
+            reason = f"{problem} ({context})" if context else problem
+            exit_with_parser_error(prog, f"{value}{where}: not valid YAML: {reason}")
+        except (OSError, UnicodeDecodeError) as error:
+            exit_with_parser_error(prog, f"{value}: cannot be read: {error}")
 
 
 class Trainer(L.Trainer):
@@ -117,7 +207,13 @@ class VaeZooCLI(LightningCLI):
         # overwrite it would make every second run in a folder fail
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("parser_class", ArgumentParser)
         super().__init__(*args, **kwargs)
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """The parser, named ``vae-zoo`` in its messages whatever ``sys.argv[0]`` is."""
+        kwargs.setdefault("prog", "vae-zoo")
+        return super().init_parser(**kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # ModelCheckpoint whose last.ckpt is the last epoch, also under Lightning >= 2.6
@@ -129,9 +225,12 @@ class VaeZooCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """The trainer, with the zoo's defaults added to what is configured:
 
-        * a progress bar that redraws every ``PROGRESS_REFRESH_RATE`` steps unless one is
-          configured: Lightning's default redraws every step, which costs about a millisecond a
-          step on a CPU, as much as the rest of the framework together;
+        * :class:`~vae_zoo.callbacks.ProgressBar`, which redraws every ``PROGRESS_REFRESH_RATE``
+          training steps and after every evaluation batch, unless one is configured: Lightning's
+          default redraws every step, which costs about a millisecond a step on a CPU, as much as
+          the rest of the framework together;
+        * in ``predict``, :class:`~vae_zoo.callbacks.PredictionWriter`, unless a
+          ``BasePredictionWriter`` is configured;
         * :class:`~vae_zoo.callbacks.NonFiniteLossGuard` and
           :class:`~vae_zoo.callbacks.RandomStateCheckpoint`, unless one of the same class is
           configured;
@@ -143,9 +242,13 @@ class VaeZooCLI(LightningCLI):
         callbacks = as_list(trainer_config.get("callbacks"))
         defaults: list[Callback] = []
         if trainer_config.get("enable_progress_bar", True) is not False and not any(
-            isinstance(callback, ProgressBar) for callback in callbacks
+            isinstance(callback, LightningProgressBar) for callback in callbacks
         ):
-            defaults.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_RATE))
+            defaults.append(ProgressBar(refresh_rate=PROGRESS_REFRESH_RATE))
+        if getattr(self, "subcommand", None) == "predict" and not any(
+            isinstance(callback, BasePredictionWriter) for callback in callbacks
+        ):
+            defaults.append(PredictionWriter())
         for default in DEFAULT_CALLBACKS:
             if not any(isinstance(callback, default) for callback in callbacks):
                 defaults.append(default())
@@ -166,28 +269,72 @@ class VaeZooCLI(LightningCLI):
         except (ValueError, TypeError, FileNotFoundError) as error:
             self._exit_with(error)
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse the arguments; a malformed config file, or a ``--ckpt_path`` that is no readable
+        checkpoint or was trained on other data than the config gives, ends the command with one
+        line and exit code 2. A checkpoint of another model than the config's is used, as
+        Lightning does, and a note says so."""
+        arguments = args if isinstance(args, list) else (sys.argv[1:] if args is None else [])
+        subcommand = next((a for a in arguments if not a.startswith("-")), "")
+        check_config_files(arguments, f"{parser.prog} {subcommand}".strip())
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("ckpt_path"):
+            self._check_checkpoint(subcommand, self.config[subcommand])
+
+    def _check_checkpoint(self, subcommand: str, config: Namespace) -> None:
+        try:
+            checkpoint = read_checkpoint(config.ckpt_path)
+            if checkpoint is None:
+                return
+            model, data = config.get("model"), config.get("data")
+            saved_model = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+            if saved_model and isinstance(model, Namespace) and model.get("class_path"):
+                saved_name, configured = short_name(saved_model), short_name(model.class_path)
+                if saved_name != configured:
+                    sys.stderr.write(
+                        f"vae-zoo {subcommand}: note: {config.ckpt_path} holds a {saved_name}; it is "
+                        f"used with its own hyperparameters, not the config's {configured}\n"
+                    )
+            if isinstance(data, Namespace) and data.get("class_path"):
+                arguments = data.get("init_args") or Namespace()
+                differences = checkpoint_data_differences(checkpoint, data.class_path, arguments.as_dict())
+                if differences:
+                    raise CheckpointError(
+                        f"ckpt_path={config.ckpt_path!r} was trained on other data than the config gives "
+                        f"({'; '.join(differences)}); pass the checkpoint's values (--data.<name> <value>) "
+                        "or the config of the run that wrote it"
+                    )
+        except CheckpointError as error:
+            self._exit_with(error, subcommand=subcommand)
+
     def _run_subcommand(self, subcommand: str) -> None:
         """Run ``subcommand``; missing or bad data found while loading it (a truncated IDX file,
-        a batch larger than the split) ends it with its message and exit code 2, a training fault
-        (a non-finite loss, posterior collapse with ``action="raise"``) with its message and exit
-        code 3."""
+        a batch larger than the split) and the library's own checks of the inputs
+        (:class:`~vae_zoo.errors.ConfigurationError`) end it with their message and exit code 2,
+        a training fault (a non-finite loss, posterior collapse with ``action="raise"``) with its
+        message and exit code 3. Any other exception keeps its traceback."""
         try:
             super()._run_subcommand(subcommand)
-        except (FileNotFoundError, DataError) as error:
+        except (FileNotFoundError, DataError, ConfigurationError) as error:
             self._exit_with(error)
         except TRAINING_FAULTS as error:
             self._exit_with(error, TRAINING_FAULT_EXIT_CODE)
 
-    def _exit_with(self, error: BaseException, code: int = BAD_INPUT_EXIT_CODE) -> None:
-        """Print the first error raised (the root of the chain) on one line and exit with ``code``;
-        ``VAE_ZOO_TRACEBACK=1`` re-raises it with its traceback instead."""
+    def _exit_with(
+        self, error: BaseException, code: int = BAD_INPUT_EXIT_CODE, subcommand: str | None = None
+    ) -> None:
+        """Print the first error raised (the root of the chain, or the library's own error that
+        explains it) on one line and exit with ``code``; ``VAE_ZOO_TRACEBACK=1`` re-raises it with
+        its traceback instead."""
         if os.environ.get(TRACEBACK_VARIABLE):
             raise error
         root = error
-        while root.__cause__ is not None:
+        while root.__cause__ is not None and not isinstance(root, ConfigurationError):
             root = root.__cause__
+        subcommand = subcommand or getattr(self, "subcommand", None) or ""
         sys.stderr.write(
-            f"vae-zoo {self.subcommand}: error: {type(root).__name__}: {root}\n"
+            f"vae-zoo {subcommand}: error: {type(root).__name__}: {root}\n"
             f"(run with {TRACEBACK_VARIABLE}=1 for the full traceback)\n"
         )
         raise SystemExit(code)
@@ -202,6 +349,41 @@ class VaeZooCLI(LightningCLI):
                 init_args.group = model_name
             if "tags" in init_args and not init_args.tags:
                 init_args.tags = [model_name]
+
+    def after_fit(self) -> None:
+        """On rank zero, once ``fit`` is over: close the W&B run (so that its own closing lines come
+        first) and print :func:`~vae_zoo.console.fit_summary`."""
+        trainer = self.trainer
+        if not trainer.is_global_zero:
+            return
+        saver = next((c for c in trainer.callbacks if isinstance(c, SaveConfigCallback)), None)
+        config = getattr(saver, "saved_path", None)
+        config_args = (
+            ["--config", shown_path(config)] if config is not None else config_arguments(sys.argv[1:])
+        )
+        summary = fit_summary(trainer, config_args)
+        for logger in trainer.loggers:
+            run = started_wandb_run(logger) if isinstance(logger, LightningWandbLogger) else None
+            if run is not None:
+                run.finish()
+        sys.stdout.write(summary)
+        sys.stdout.flush()
+
+
+def short_name(class_path: str) -> str:
+    """The class name of an import path: ``vae_zoo.models.VAE`` -> ``VAE``."""
+    return class_path.rsplit(".", 1)[-1]
+
+
+def config_arguments(args: list[str]) -> list[str]:
+    """The ``--config`` arguments of a command line, e.g. ``["--config", "a.yaml"]``."""
+    kept: list[str] = []
+    for index, arg in enumerate(args):
+        if arg in ("--config", "-c") and index + 1 < len(args):
+            kept += ["--config", args[index + 1]]
+        elif arg.startswith("--config="):
+            kept += ["--config", arg.split("=", 1)[1]]
+    return kept
 
 
 def as_list(value: Any) -> list[Any]:
@@ -229,9 +411,11 @@ def close_process_group() -> None:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``vae-zoo`` command (``args`` for calls from Python and tests); every
-    DDP process runs it, and closes its process group on the way out."""
+    DDP process runs it, and closes its process group on the way out. Third-party notices that a
+    user cannot act on are hidden while it runs (``VAE_ZOO_ALL_WARNINGS=1`` shows them)."""
     try:
-        VaeZooCLI(*cli_classes(), args=args)
+        with quiet_third_party_notices():
+            VaeZooCLI(*cli_classes(), args=args)
     finally:
         close_process_group()
 

@@ -7,8 +7,11 @@ import os
 import socket
 from urllib.parse import urlparse
 
+import wandb
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_info
+
+from vae_zoo.compat import drop_wandb_anonymous_setting
 
 DEFAULT_PROJECT = "vae-zoo"
 
@@ -56,6 +59,9 @@ class WandbLogger(LightningWandbLogger):
         tags: W&B tags.
         offline: force offline (True) or online (False); None decides as above.
         log_model: upload checkpoints as W&B artifacts (see Lightning's ``WandbLogger``).
+        quiet: keep wandb's own console lines (its banner, the run history when the run ends) out
+            of the console; warnings and errors still show. The command's summary at the end of
+            ``fit`` says where the run is.
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class WandbLogger(LightningWandbLogger):
         tags: list[str] | None = None,
         offline: bool | None = None,
         log_model: bool = False,
+        quiet: bool = True,
     ) -> None:
         if offline is None:
             reason = wandb_offline_reason()
@@ -84,4 +91,6 @@ class WandbLogger(LightningWandbLogger):
             tags=tags,
             offline=offline,
             log_model=log_model,
+            settings=wandb.Settings(quiet=quiet),
         )
+        drop_wandb_anonymous_setting(self)

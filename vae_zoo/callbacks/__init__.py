@@ -6,6 +6,8 @@ from vae_zoo.callbacks.collapse import CollapseDetection, PosteriorCollapseError
 from vae_zoo.callbacks.evaluation import IWAEEvaluation
 from vae_zoo.callbacks.images import grid_pixels, image_grid, log_image
 from vae_zoo.callbacks.numerics import NonFiniteLossError, NonFiniteLossGuard
+from vae_zoo.callbacks.prediction import PredictionWriter
+from vae_zoo.callbacks.progress import ProgressBar
 from vae_zoo.callbacks.random_state import RandomStateCheckpoint
 from vae_zoo.callbacks.traversal import ImageGrids, LatentTraversal, ValidationImageCallback, lerp, slerp
 
@@ -18,6 +20,8 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteLossGuard",
     "PosteriorCollapseError",
+    "PredictionWriter",
+    "ProgressBar",
     "RandomStateCheckpoint",
     "ValidationImageCallback",
     "grid_pixels",

@@ -93,6 +93,10 @@ class LatentVariableModel(L.LightningModule, ABC):
         lr: Adam's learning rate, used unless ``--optimizer`` is given on the command line.
     """
 
+    #: the validation figures shown in the progress bar (names under ``val/``), next to the
+    #: training loss; the ELBO for models that have one (see Lightning's ``prog_bar``)
+    progress_bar_metrics: tuple[str, ...] = ("loss",)
+
     def __init__(
         self,
         input_shape: Sequence[int] = (1, 28, 28),
@@ -225,7 +229,12 @@ class LatentVariableModel(L.LightningModule, ABC):
             metrics = {
                 name: value.detach() for name, value in self.stage_metrics(loss, terms, "train").items()
             }
+            metrics.pop("train/loss", None)
             self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=x.shape[0])
+            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        elif self._redraws_progress_bar(batch_idx):
+            # the value the bar shows; the loggers write only on the steps above
+            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return {"loss": loss, "terms": {name: term.detach() for name, term in terms.items()}}
 
     def _writes_step_logs(self) -> bool:
@@ -238,6 +247,16 @@ class LatentVariableModel(L.LightningModule, ABC):
         every = self.trainer.log_every_n_steps
         return every > 0 and (self.trainer.global_step + 1) % every == 0
 
+    def _redraws_progress_bar(self, batch_idx: int) -> bool:
+        """Whether the trainer's progress bar redraws after this training step: every
+        ``refresh_rate`` steps and at the last step of the epoch (Lightning's TQDM and Rich bars)."""
+        bar = self.trainer.progress_bar_callback
+        rate = getattr(bar, "refresh_rate", 0) if bar is not None else 0
+        if rate <= 0:
+            return False
+        steps = batch_idx + 1
+        return steps % rate == 0 or steps == self.trainer.num_training_batches
+
     def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
         x = batch_inputs(batch)
         terms = self.loss_terms(x)
@@ -248,7 +267,15 @@ class LatentVariableModel(L.LightningModule, ABC):
             metric = self._evaluation_metrics[stage][key]
             if metric.update_count:  # updated in this epoch (Lightning resets them after each one)
                 attribute = f"_evaluation_metrics.{stage}.{key}"
-                self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, metric_attribute=attribute)
+                shown = stage == "val" and name in self.progress_bar_metrics
+                self.log(
+                    f"{stage}/{name}",
+                    metric,
+                    on_step=False,
+                    on_epoch=True,
+                    metric_attribute=attribute,
+                    prog_bar=shown,
+                )
         # values a subclass's stage_metrics adds that no Metric provides: batch means, as in training
         logged = {f"{stage}/{name}" for name in names.values()}
         extra = {
@@ -299,9 +326,15 @@ class LatentVariableModel(L.LightningModule, ABC):
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._evaluation_step(batch, "test")
 
-    def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        """The code of each input: [B, D]."""
-        return self.encode(batch_inputs(batch))
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """What ``vae-zoo predict`` writes for each input of the batch: :meth:`predictions`."""
+        return self.predictions(batch_inputs(batch))
+
+    @torch.no_grad()
+    def predictions(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named per-example outputs for ``x`` [B, *shape], each [B, ...]: here ``code``, the
+        code of :meth:`encode` [B, D]; models with more to say add to it."""
+        return {"code": self.encode(x)}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam with ``lr``, fused into one kernel per parameter where PyTorch has that kernel

@@ -36,6 +36,7 @@ class VAE(LatentVariableModel):
     smoothly to ``[-14, 8]``.
     """
 
+    progress_bar_metrics = ("elbo",)
     kl_weight: float = 1.0
     kl_capacity: float | None = None
     free_bits: float = 0.0
@@ -56,6 +57,12 @@ class VAE(LatentVariableModel):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.posterior(x).mean
+
+    @torch.no_grad()
+    def predictions(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``mean`` and ``variance`` of the posterior ``q(z|x)``, each [B, D]."""
+        posterior = self.posterior(x)
+        return {"mean": posterior.mean, "variance": posterior.variance}
 
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         posterior = self.posterior(x)
