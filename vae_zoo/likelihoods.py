@@ -8,6 +8,7 @@ the function its ``log_prob`` calls, without its element-wise negation).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Literal
 
 import torch
@@ -22,12 +23,13 @@ LIKELIHOODS: tuple[str, ...] = ("bernoulli", "gaussian")
 LOG_VARIANCE_BOUNDS = (-10.0, 5.0)
 
 
-class Likelihood(nn.Module):
-    """Base class: turns decoder outputs into a distribution over ``x``."""
+class Likelihood(nn.Module, ABC):
+    """Base class: turns decoder outputs into a distribution over ``x``; a subclass must define
+    :meth:`distribution` (it cannot be built without it)."""
 
+    @abstractmethod
     def distribution(self, params: torch.Tensor) -> torch.distributions.Distribution:
         """The element-wise distribution of ``x`` given decoder outputs ``params`` [B, *shape]."""
-        raise NotImplementedError
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """``log p(x | z)`` summed over data dimensions: [B, *shape] -> [B]."""

@@ -6,6 +6,8 @@ and ``kl(posterior, z)``: the per-example regularizer ``KL(q(z|x) || p(z))`` or 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import nn
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal, kl_divergence
@@ -13,20 +15,21 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 from vae_zoo.nn import bounded, unbounded
 
 
-class Prior(nn.Module):
-    """Base class of priors over a ``latent_dim``-dimensional code."""
+class Prior(nn.Module, ABC):
+    """Base class of priors over a ``latent_dim``-dimensional code: a subclass must define
+    :meth:`log_prob` and :meth:`sample` (it cannot be built without them)."""
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim
 
+    @abstractmethod
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """``log p(z)``: [..., D] -> [...]."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sample(self, n: int) -> torch.Tensor:
         """``n`` draws from the prior: [n, D]."""
-        raise NotImplementedError
 
     def kl(self, posterior: Normal, z: torch.Tensor) -> torch.Tensor:
         """``KL(q(z|x) || p(z))`` per example, [B]; the default is the one-sample Monte Carlo

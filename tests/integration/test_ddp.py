@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import make_mnist_folder
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 
 

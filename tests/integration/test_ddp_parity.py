@@ -38,6 +38,8 @@ from vae_zoo.models import (
     LinearAutoencoder,
 )
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 INPUT = {"latent_dim": 3, "hidden_dims": [32]}
 MIXTURE = {"num_components": 4, "em_restarts": 1, "em_iterations": 30}

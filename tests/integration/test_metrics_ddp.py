@@ -6,6 +6,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -20,6 +21,8 @@ from tests.metric_cases import (
     feed,
     single_process_values,
 )
+
+pytestmark = pytest.mark.integration
 
 WORLD_SIZE = 2
 

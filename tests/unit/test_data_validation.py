@@ -448,10 +448,11 @@ def test_a_label_out_of_range(synthetic_mnist: Path) -> None:
 
 
 def test_the_real_files_pass_the_checks() -> None:
-    folder = Path("/work/shared/data/MNIST/raw")
-    if not folder.is_dir():
-        pytest.skip("no real MNIST here")
-    from vae_zoo.data.mnist import read_idx
+    from vae_zoo.data.mnist import default_data_dir, expected_files, missing_files, read_idx
+
+    if missing_files("mnist", default_data_dir()):
+        pytest.skip(f"real MNIST not found below {default_data_dir()} (set VAE_ZOO_DATA)")
+    folder, _ = expected_files("mnist", default_data_dir())
 
     header = (folder / "train-images-idx3-ubyte").read_bytes()[:16]
     assert struct.unpack(">IIII", header) == (0x803, 60000, 28, 28)

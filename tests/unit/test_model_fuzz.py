@@ -31,6 +31,8 @@ INTS = {
     "em_iterations",
     "capacity_steps",
     "density_components",
+    "components_per_cluster",
+    "umap_runs",
 }
 NUMBERS = {"lr", "beta", "gamma", "capacity_max", "likelihood_variance", "tree_sigma", "tree_weight"}
 SIZES = {"input_shape", "hidden_dims"}
@@ -40,6 +42,7 @@ CHOICES = {
     "kl_estimator": ["monte_carlo", "responsibility"],
     "linkage_method": ["ward", "average", "complete", "single"],
     "latent_density": ["gaussian", "gmm"],
+    "prior_init": ["em", "spectral", "consensus"],
 }
 BOOLS = {"learn_likelihood_variance", "learn_mixture_weights", "closed_form"}
 HUGE = [10**12, 2**63, 10**100]

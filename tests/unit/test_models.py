@@ -205,6 +205,20 @@ def test_fused_adam_is_chosen_only_where_torch_has_the_kernel(
     assert fused_adam_supported([]) is False
 
 
+@pytest.mark.parametrize("model_class", ALL_MODELS, ids=lambda cls: cls.__name__)
+def test_every_trainable_parameter_gets_a_gradient_in_a_training_step(model_class: type) -> None:
+    model = model_class(**small(model_class, likelihood="gaussian", learn_likelihood_variance=True))
+    x = binary_batch(32)
+    if isinstance(model, GMMVAE):  # past the warm-up: the prior's parameters are in the loss
+        model.initialize_prior(model.encode(x).detach())
+    model.train()
+    model.objective(model.loss_terms(x)).backward()
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            assert parameter.grad is not None, f"{name} got no gradient"
+            assert torch.isfinite(parameter.grad).all() and parameter.grad.abs().sum() > 0, name
+
+
 def test_hyperparameters_include_subclass_arguments() -> None:
     model = BetaVAE(**SMALL, beta=2.0, capacity_max=5.0)
     assert model.hparams.beta == 2.0 and model.hparams.capacity_max == 5.0

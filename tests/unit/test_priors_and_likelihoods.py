@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
-from vae_zoo.likelihoods import BernoulliLikelihood, GaussianLikelihood, build_likelihood
-from vae_zoo.priors import StandardNormal
+from vae_zoo.likelihoods import BernoulliLikelihood, GaussianLikelihood, Likelihood, build_likelihood
+from vae_zoo.priors import Prior, StandardNormal
 
 finite = st.floats(min_value=-3.0, max_value=3.0, allow_nan=False)
 log_variances = st.floats(min_value=-4.0, max_value=2.0, allow_nan=False)
@@ -94,3 +94,17 @@ def test_likelihood_errors_name_the_parameter() -> None:
     for variance in (0.0, -1.0, 1e6, float("nan")):
         with pytest.raises(ValueError, match=r"likelihood_variance must be in \(4.54e-05, 148\); got"):
             GaussianLikelihood(variance)
+
+
+def test_an_incomplete_prior_or_likelihood_cannot_be_built() -> None:
+    class NoSample(Prior):
+        def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+            return z.sum(-1)
+
+    class NoDistribution(Likelihood):
+        pass
+
+    with pytest.raises(TypeError, match=r"abstract method.*sample"):
+        NoSample(2)
+    with pytest.raises(TypeError, match=r"abstract method.*distribution"):
+        NoDistribution()
