@@ -227,8 +227,7 @@ class VaeZooCLI(LightningCLI):
 
         * :class:`~vae_zoo.callbacks.ProgressBar`, which redraws every ``PROGRESS_REFRESH_RATE``
           training steps and after every evaluation batch, unless one is configured: Lightning's
-          default redraws every step, which costs about a millisecond a step on a CPU, as much as
-          the rest of the framework together;
+          default redraws every step, which on a CPU costs as much as the rest of the framework;
         * in ``predict``, :class:`~vae_zoo.callbacks.PredictionWriter`, unless a
           ``BasePredictionWriter`` is configured;
         * :class:`~vae_zoo.callbacks.NonFiniteLossGuard` and

@@ -13,9 +13,9 @@ class NoProfiler(PassThroughProfiler):
     """Lightning's ``PassThroughProfiler`` (records nothing) without its cost per call.
 
     Lightning wraps every hook it calls in ``trainer.profiler.profile(name)``: about 180 calls
-    in each training step with the command's callbacks. The base class's ``profile`` is a
-    generator-based context manager, about a microsecond a call on a CPU; this one returns one
-    shared ``nullcontext``, five times cheaper. Any other profiler
+    in each training step with the command's callbacks. The base class's ``profile`` builds a
+    generator-based context manager at every call; this one returns one shared ``nullcontext``
+    (the cost of each is in ``benchmarks/RESULTS.md``). Any other profiler
     (``--trainer.profiler simple``) replaces it.
     """
 

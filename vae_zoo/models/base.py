@@ -68,8 +68,7 @@ def fused_adam_supported(parameters: Iterable[torch.Tensor]) -> bool:
 
     The fused kernel updates each parameter in one pass over its elements, where the default
     implementation makes one pass per operation of the Adam update; the updates are the same up to
-    rounding. On this project's 2-core CPU a plain training loop of the 784-512-256-16 VAE is 0.88
-    as fast with the default implementation as with the fused one (benchmarks/RESULTS.md).
+    rounding; what that is worth on a CPU is in ``benchmarks/RESULTS.md`` (throughput breakdown).
     """
     parameters = list(parameters)
     return bool(parameters) and all(
@@ -189,9 +188,9 @@ class LatentVariableModel(L.LightningModule, ABC):
         """``nn.Module.__setattr__``, except for ``_current_fx_name``, which is stored directly.
 
         Lightning sets ``_current_fx_name`` (a hook's name, or None) on the module before and
-        after every hook it calls, about 46 times per training step; ``nn.Module.__setattr__``
-        first checks the value against parameters, buffers and submodules, 2.7 us a call against
-        0.45 us through this method on this project's CPU, for a value that is never one of them.
+        after every hook it calls, dozens of times per training step; ``nn.Module.__setattr__``
+        first checks the value against parameters, buffers and submodules, several times the cost
+        of a plain attribute (``benchmarks/RESULTS.md``), for a value that is never one of them.
         """
         if name == "_current_fx_name":
             object.__setattr__(self, name, value)
@@ -241,8 +240,8 @@ class LatentVariableModel(L.LightningModule, ABC):
         """Whether the trainer writes step metrics after this step (every ``log_every_n_steps``).
 
         Step values logged on other steps are replaced before any logger sees them, and each
-        ``self.log`` call costs about a millisecond on a CPU (Lightning moves the metric's state
-        to the value's device), which would be a third of a small model's step.
+        ``self.log`` call costs a sizeable share of a small model's step on a CPU (Lightning moves
+        the metric's state to the value's device; ``benchmarks/RESULTS.md``).
         """
         every = self.trainer.log_every_n_steps
         return every > 0 and (self.trainer.global_step + 1) % every == 0
