@@ -30,6 +30,29 @@ def make_mnist_folder(root: Path, n_train: int = 240, n_test: int = 60, seed: in
     return root
 
 
+def tiny_model_args(data_dir: Path, model: str = "VAE") -> list[str]:
+    """Command-line arguments of a tiny ``model`` (4 latent dimensions, one hidden layer of 32) on
+    the synthetic MNIST folder ``data_dir``: 200 training, 40 validation images, batches of 50."""
+    return [
+        "--model",
+        model,
+        "--model.latent_dim",
+        "4",
+        "--model.hidden_dims",
+        "[32]",
+        "--data",
+        "vae_zoo.data.MNISTDataModule",
+        "--data.data_dir",
+        str(data_dir),
+        "--data.val_size",
+        "40",
+        "--data.batch_size",
+        "50",
+        "--data.download",
+        "false",
+    ]
+
+
 @pytest.fixture
 def synthetic_mnist(tmp_path: Path) -> Path:
     """A data_dir holding 240 training and 60 test images of random noise."""

@@ -10,6 +10,7 @@ import torch
 import yaml
 from lightning.pytorch.profilers import SimpleProfiler
 
+from tests.conftest import tiny_model_args
 from vae_zoo.cli import VaeZooCLI, cli_classes, main
 from vae_zoo.models import ALL_MODELS, VAE
 from vae_zoo.profilers import NoProfiler
@@ -20,22 +21,7 @@ EXTERNAL = Path(__file__).resolve().parents[1] / "external"
 def fit_args(data_dir: Path, out: Path, model: str) -> list[str]:
     return [
         "fit",
-        "--model",
-        model,
-        "--model.latent_dim",
-        "4",
-        "--model.hidden_dims",
-        "[32]",
-        "--data",
-        "vae_zoo.data.MNISTDataModule",
-        "--data.data_dir",
-        str(data_dir),
-        "--data.val_size",
-        "40",
-        "--data.batch_size",
-        "50",
-        "--data.download",
-        "false",
+        *tiny_model_args(data_dir, model),
         "--trainer.max_epochs",
         "1",
         "--trainer.logger",

@@ -8,11 +8,14 @@ import shlex
 import warnings
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from tests.conftest import tiny_model_args
+from vae_zoo.callbacks import ProgressBar
 from vae_zoo.cli import VaeZooCLI, cli_classes, main
 from vae_zoo.console import ALL_WARNINGS_VARIABLE, quiet_third_party_notices
 from vae_zoo.metrics.clustering import hungarian_accuracy
@@ -23,28 +26,8 @@ TIP = "💡 Tip: For seamless cloud logging and experiment tracking, try install
 
 
 def small_args(data_dir: Path, model: str = "VAE", *extra: str) -> list[str]:
-    """Arguments of a tiny model on the synthetic MNIST folder, with no progress bar."""
-    return [
-        "--model",
-        model,
-        "--model.latent_dim",
-        "4",
-        "--model.hidden_dims",
-        "[32]",
-        "--data",
-        "MNISTDataModule",
-        "--data.data_dir",
-        str(data_dir),
-        "--data.val_size",
-        "40",
-        "--data.batch_size",
-        "50",
-        "--data.download",
-        "false",
-        "--trainer.enable_model_summary",
-        "false",
-        *extra,
-    ]
+    """Arguments of a tiny model on the synthetic MNIST folder, without the model summary."""
+    return [*tiny_model_args(data_dir, model), "--trainer.enable_model_summary", "false", *extra]
 
 
 def fit(data_dir: Path, out: Path, model: str = "VAE", *extra: str) -> Path:
@@ -104,7 +87,17 @@ def test_the_progress_bar_shows_the_training_loss_and_the_elbo(synthetic_mnist: 
     shown = cli.trainer.progress_bar_metrics
     assert set(shown) == {"train/loss", "val/elbo"}
     assert shown["val/elbo"] == pytest.approx(float(cli.trainer.callback_metrics["val/elbo"]))
-    assert cli.trainer.progress_bar_callback.refresh_rate == 20  # evaluation over: the training rate
+
+
+def test_the_progress_bar_redraws_every_20_training_steps_and_every_evaluation_batch() -> None:
+    bar = ProgressBar(refresh_rate=20)
+    assert bar.refresh_rate == 20  # not attached yet
+    trainer = L.Trainer(callbacks=[bar], logger=False, enable_checkpointing=False)
+    bar.setup(trainer, L.LightningModule(), "fit")  # what the trainer does when a run starts
+    for stage, rate in (("training", 20), ("validating", 1), ("testing", 1), ("predicting", 1)):
+        setattr(trainer, stage, True)
+        assert bar.refresh_rate == rate, stage
+    assert ProgressBar(refresh_rate=0).refresh_rate == 0
 
 
 # ----------------------------------------------------------------------------- summary of fit
