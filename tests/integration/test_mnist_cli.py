@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from vae_zoo.console import ALL_WARNINGS_VARIABLE as ALL_WARNINGS
 from vae_zoo.data.mnist import default_data_dir, missing_files
 
 pytestmark = pytest.mark.integration
@@ -115,3 +118,43 @@ def test_default_logger_is_wandb_offline_without_credentials(tmp_path: Path) -> 
     assert list((tmp_path / "vae-zoo").glob("*/checkpoints/last.ckpt"))
     images = {p.name.split("_")[0] for p in (files / "media" / "images").rglob("*.png")}
     assert {"reconstructions", "samples", "dims", "interpolation"} <= images
+
+
+THIRD_PARTY_NOTICES = (
+    "isinstance(treespec, LeafSpec)",
+    "Sparse invariant checks",
+    "litlogger",
+    "anonymous setting",
+)
+
+
+def test_the_flagship_console_speaks_about_the_run(tmp_path: Path) -> None:
+    """What the README's first command shows, for a few batches: the loss in the progress bar, no
+    third-party notices, a summary whose test command runs; and W&B images that are not black."""
+    from PIL import Image
+
+    short = [
+        "--trainer.limit_train_batches",
+        "5",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.max_epochs",
+        "1",
+    ]
+    env = {"WANDB_MODE": "offline", ALL_WARNINGS: ""}
+    result = vae_zoo(
+        "fit", "--config", str(REPO / "configs" / "gmm_mnist.yaml"), *short, cwd=tmp_path, env=env
+    )
+    console = result.stdout + result.stderr
+    assert not [notice for notice in THIRD_PARTY_NOTICES if notice in console], console[-3000:]
+    assert "train/loss=" in console and "val/elbo=" in console  # the progress bar
+    summary = result.stdout[result.stdout.index("vae-zoo fit: done") :].splitlines()
+    assert summary[0] == "vae-zoo fit: done, 1 epoch, 5 training steps"
+    command = shlex.split(summary[-1].removeprefix("  test it:  "))
+    assert command[:2] == ["vae-zoo", "test"]
+    tested = vae_zoo(
+        *command[1:], "--trainer.limit_test_batches", "1", *FEW_IWAE_SAMPLES, cwd=tmp_path, env=env
+    )
+    assert "test/elbo" in tested.stdout
+    pixels = [np.asarray(Image.open(p)) for p in (tmp_path / "wandb").rglob("media/images/**/*.png")]
+    assert pixels and all(image.max() == 255 for image in pixels)  # white padding at least: not black
