@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from tests.conftest import tiny_model_args
+from tests.unit.test_cli import fit_args
 from vae_zoo.callbacks import ProgressBar
 from vae_zoo.cli import VaeZooCLI, cli_classes, main
 from vae_zoo.console import ALL_WARNINGS_VARIABLE, quiet_third_party_notices
@@ -32,20 +33,7 @@ def small_args(data_dir: Path, model: str = "VAE", *extra: str) -> list[str]:
 
 def fit(data_dir: Path, out: Path, model: str = "VAE", *extra: str) -> Path:
     """Fit one epoch under a CSV logger in ``out``; the best checkpoint."""
-    main(
-        [
-            "fit",
-            *small_args(data_dir, model, *extra),
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.logger",
-            "lightning.pytorch.loggers.CSVLogger",
-            "--trainer.logger.save_dir",
-            str(out),
-            "--trainer.enable_progress_bar",
-            "false",
-        ]
-    )
+    main([*fit_args(data_dir, out, model), *extra])
     return next(out.rglob("best-*.ckpt"))
 
 
