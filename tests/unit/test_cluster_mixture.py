@@ -129,3 +129,16 @@ def test_the_tree_prior_has_one_leaf_per_cluster() -> None:
     torch.testing.assert_close(model.prior.cluster_means().detach()[order], centres, atol=0.2, rtol=0)
     z = torch.randn(5, 2)
     assert model.prior.tree_nll(z, model.prior.cluster_responsibilities(z)).shape == (5,)
+
+
+def test_the_prior_learns_at_its_own_rate() -> None:
+    model = GMMVAE(latent_dim=2, hidden_dims=[8], num_components=2, lr=1e-3, prior_lr=1e-4)
+    optimizer = model.configure_optimizers()
+    networks, prior = optimizer.param_groups
+    assert networks["lr"] == 1e-3 and prior["lr"] == 1e-4
+    assert {id(p) for p in prior["params"]} == {id(p) for p in model.prior.parameters()}
+    assert len(networks["params"]) + len(prior["params"]) == len(list(model.parameters()))
+    default = GMMVAE(latent_dim=2, hidden_dims=[8], num_components=2, lr=1e-3).configure_optimizers()
+    assert [group["lr"] for group in default.param_groups] == [1e-3]
+    with pytest.raises(ValueError, match="prior_lr must be None or a positive finite number; got 0.0"):
+        GMMVAE(latent_dim=2, hidden_dims=[8], num_components=2, prior_lr=0.0)

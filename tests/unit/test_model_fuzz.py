@@ -34,7 +34,16 @@ INTS = {
     "components_per_cluster",
     "umap_runs",
 }
-NUMBERS = {"lr", "beta", "gamma", "capacity_max", "likelihood_variance", "tree_sigma", "tree_weight"}
+NUMBERS = {
+    "lr",
+    "beta",
+    "gamma",
+    "capacity_max",
+    "likelihood_variance",
+    "tree_sigma",
+    "tree_weight",
+    "prior_lr",
+}
 SIZES = {"input_shape", "hidden_dims"}
 CHOICES = {
     "architecture": ["mlp", "conv"],

@@ -18,12 +18,19 @@ from vae_zoo.data import InMemoryBatches
 from vae_zoo.likelihoods import LikelihoodName
 from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import fit_diagonal_gmm, gmm_from_assignment, split_clusters
-from vae_zoo.models.base import Batch, batch_inputs, check_int
+from vae_zoo.models.base import Batch, batch_inputs, check_int, fused_adam_supported
 from vae_zoo.models.vae import VAE
 from vae_zoo.nn import Architecture
 from vae_zoo.priors import GaussianMixture
 from vae_zoo.spectral import spectral_clustering
-from vae_zoo.validation import MAX_COMPONENTS, check_bool, check_choice, check_parameter_budget, is_int
+from vae_zoo.validation import (
+    MAX_COMPONENTS,
+    check_bool,
+    check_choice,
+    check_number,
+    check_parameter_budget,
+    is_int,
+)
 
 KLEstimator = Literal["monte_carlo", "responsibility"]
 PriorInit = Literal["em", "spectral", "consensus"]
@@ -88,6 +95,10 @@ class GMMVAE(VAE):
         prior_init: ``"em"``, ``"spectral"`` or ``"consensus"``, how the codes are clustered.
         spectral_neighbours: neighbours of each code in the graphs of ``"spectral"`` and UMAP.
         umap_runs: N2D clusterings (UMAP seeds) in the ``"consensus"`` start.
+        prior_lr: Adam's learning rate for the prior's parameters when ``learn_prior``
+            (default: ``lr``). A learned prior moves towards the most likely mixture of the codes
+            and takes accuracy with it; a tenth of ``lr`` slows that drift
+            (``benchmarks/RESULTS.md``).
     """
 
     def __init__(
@@ -111,8 +122,10 @@ class GMMVAE(VAE):
         learn_prior: bool = True,
         components_per_cluster: int = 1,
         umap_runs: int = 2,
+        prior_lr: float | None = None,
     ) -> None:
         check_int("num_components", num_components, minimum=2, maximum=MAX_COMPONENTS)
+        check_number("prior_lr", prior_lr, minimum=0, strict=True, optional=True)
         check_int("components_per_cluster", components_per_cluster, minimum=1, maximum=MAX_COMPONENTS)
         check_int("umap_runs", umap_runs, minimum=1)
         check_int("warmup_epochs", warmup_epochs, minimum=0)
@@ -277,6 +290,18 @@ class GMMVAE(VAE):
         for name, metric in metrics.items():  # accuracy in the progress bar, as the ELBO
             self.log(name, metric, on_step=False, on_epoch=True, prog_bar=name.endswith("/acc"))
         return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam as the base class's; with ``prior_lr``, in two groups: the prior's parameters at
+        ``prior_lr``, the others at ``lr``."""
+        prior_lr = self.hparams.get("prior_lr")
+        if prior_lr is None:  # one group, as the base class (and checkpoints made before prior_lr)
+            return super().configure_optimizers()
+        prior = list(self.prior.parameters())
+        prior_ids = {id(p) for p in prior}
+        networks = [p for p in self.parameters() if id(p) not in prior_ids]
+        groups = [{"params": networks}, {"params": prior, "lr": prior_lr}]
+        return torch.optim.Adam(groups, lr=self.lr, fused=fused_adam_supported(networks + prior))
 
     def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         """The cluster of each input: [B] int64."""

@@ -71,6 +71,7 @@ class HierarchicalGMMVAE(GMMVAE):
         learn_prior: bool = True,
         components_per_cluster: int = 1,
         umap_runs: int = 2,
+        prior_lr: float | None = None,
         tree_sigma: float = 1.0,
         tree_weight: float = 1.0,
         linkage_method: LinkageMethod = "ward",
@@ -99,6 +100,7 @@ class HierarchicalGMMVAE(GMMVAE):
             learn_prior,
             components_per_cluster,
             umap_runs,
+            prior_lr,
         )
         self.val_purity = DendrogramPurity(num_components)
         self.test_purity = DendrogramPurity(num_components)
