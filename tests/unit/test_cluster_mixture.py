@@ -140,5 +140,5 @@ def test_the_prior_learns_at_its_own_rate() -> None:
     assert len(networks["params"]) + len(prior["params"]) == len(list(model.parameters()))
     default = GMMVAE(latent_dim=2, hidden_dims=[8], num_components=2, lr=1e-3).configure_optimizers()
     assert [group["lr"] for group in default.param_groups] == [1e-3]
-    with pytest.raises(ValueError, match="prior_lr must be None or a positive finite number; got 0.0"):
+    with pytest.raises(ValueError, match=r"prior_lr must be None or a positive finite number; got 0\.0"):
         GMMVAE(latent_dim=2, hidden_dims=[8], num_components=2, prior_lr=0.0)
