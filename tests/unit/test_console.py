@@ -243,9 +243,10 @@ def test_predict_writes_one_cluster_per_test_image_that_scores_as_test(
     assert set(tmp_path.iterdir()) == before
     written = np.load(files[0])
     labels = np.arange(60) % 10  # the synthetic test labels, in order
-    # the cluster of each image: "cluster" once GMMVAE predicts through predictions(), else its one output
-    cluster = written["cluster"] if "cluster" in written else written["prediction"]
+    cluster, responsibilities = written["cluster"], written["responsibilities"]
     assert written["index"].tolist() == list(range(60)) and cluster.shape == (60,)
+    np.testing.assert_allclose(responsibilities.sum(-1), 1.0, rtol=1e-5)
+    assert (responsibilities.argmax(-1) == cluster).all()
     assert hungarian_accuracy(torch.from_numpy(cluster), torch.from_numpy(labels)) == pytest.approx(accuracy)
     table = np.genfromtxt(files[1], delimiter=",", names=True)
     assert len(table) == 60 and table.dtype.names[0] == "index"

@@ -303,6 +303,11 @@ class GMMVAE(VAE):
         groups = [{"params": networks}, {"params": prior, "lr": prior_lr}]
         return torch.optim.Adam(groups, lr=self.lr, fused=fused_adam_supported(networks + prior))
 
-    def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        """The cluster of each input: [B] int64."""
-        return self.predict_cluster(batch_inputs(batch))
+    @torch.no_grad()
+    def predictions(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The posterior's ``mean`` and ``variance`` [B, D], the ``cluster`` of each input [B]
+        (:meth:`predict_cluster`) and the ``responsibilities`` ``p(c | z = mu(x))`` [B, K] of the
+        clusters."""
+        outputs = super().predictions(x)
+        responsibilities = self.prior.cluster_responsibilities(outputs["mean"])  # [B, K]
+        return {**outputs, "cluster": responsibilities.argmax(-1), "responsibilities": responsibilities}
