@@ -57,12 +57,18 @@ def agreement_matrix(assignments: Sequence[torch.Tensor]) -> torch.Tensor:
     return matrix
 
 
+def medoid_index(agreement: torch.Tensor) -> int:
+    """The index of the clustering with the highest mean agreement to the others, from their
+    :func:`agreement_matrix` [R, R] (the first of them on a tie; 0 for a single clustering)."""
+    count = agreement.shape[0]
+    if count == 1:
+        return 0
+    return int(((agreement.sum(1) - agreement.diagonal()) / (count - 1)).argmax())
+
+
 def consensus_index(assignments: Sequence[torch.Tensor]) -> int:
-    """The medoid of the clusterings: the index of the one with the highest mean adjusted Rand
-    index to the others (the first of them on a tie; 0 for a single clustering)."""
+    """The medoid of the clusterings (each [N]): the index of the one with the highest mean
+    adjusted Rand index to the others (:func:`medoid_index`)."""
     if not assignments:
         raise ValueError("consensus_index needs at least one clustering")
-    if len(assignments) == 1:
-        return 0
-    agreement = agreement_matrix(assignments)
-    return int(((agreement.sum(1) - 1) / (len(assignments) - 1)).argmax())
+    return medoid_index(agreement_matrix(assignments))

@@ -164,7 +164,7 @@ def test_gmm_vae_initialises_its_prior_after_the_warmup_and_clusters(estimator: 
     assert bool(model.prior_initialized)
     assert trainer.callback_metrics["val/acc"] == 1.0
     assert trainer.callback_metrics["val/nmi"] > 0.99 and trainer.callback_metrics["val/ari"] > 0.99
-    predictions = torch.cat(trainer.predict(model, loader(x, y)))
+    predictions = torch.cat([outputs["cluster"] for outputs in trainer.predict(model, loader(x, y))])
     assert predictions.dtype == torch.int64 and set(predictions.tolist()) == {0, 1}
 
 

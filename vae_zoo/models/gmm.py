@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Literal
 
 import torch
@@ -13,7 +15,7 @@ from torch.distributions import Normal
 from torchmetrics import MetricCollection
 from torchmetrics.clustering import AdjustedRandScore, NormalizedMutualInfoScore
 
-from vae_zoo.consensus import agreement_matrix, consensus_index, umap_gmm_clustering
+from vae_zoo.consensus import agreement_matrix, medoid_index, umap_gmm_clustering
 from vae_zoo.data import InMemoryBatches
 from vae_zoo.likelihoods import LikelihoodName
 from vae_zoo.metrics import ClusteringAccuracy
@@ -255,26 +257,36 @@ class GMMVAE(VAE):
         self.on_prior_initialized(codes)
 
     def cluster_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """The ``K`` clusters of ``codes`` [N, D] by ``prior_init``: [N] int64 in ``[0, K)``."""
+        """The ``K`` clusters of ``codes`` [N, D] by ``prior_init``: [N] int64 in ``[0, K)``. Each
+        clustering is announced in the log with the seconds the start has taken so far."""
         hp = self.hparams
         k = hp.num_components
         if hp.prior_init == "em":
             gmm = fit_diagonal_gmm(codes, k, hp.em_iterations, hp.em_restarts, seed=0)
             return gmm.log_joint(codes.detach().to(gmm.means.dtype)).argmax(-1)
-        candidates = [spectral_clustering(codes, k, hp.spectral_neighbours)]
+        neighbours = hp.spectral_neighbours
+        methods = {"spectral": partial(spectral_clustering, codes, k, neighbours)}
         if hp.prior_init == "consensus":
-            candidates += [
-                umap_gmm_clustering(codes, k, hp.spectral_neighbours, seed) for seed in range(hp.umap_runs)
-            ]
-        chosen = consensus_index(candidates)
-        if len(candidates) > 1:
-            names = ["spectral"] + [f"umap seed {seed}" for seed in range(hp.umap_runs)]
-            agreement = agreement_matrix(candidates)
+            for seed in range(hp.umap_runs):
+                methods[f"umap seed {seed}"] = partial(umap_gmm_clustering, codes, k, neighbours, seed)
+        name = type(self).__name__
+        start = time.perf_counter()
+        candidates = []
+        for index, (method, cluster) in enumerate(methods.items()):
             rank_zero_info(
-                f"{type(self).__name__}: prior start by consensus of {', '.join(names)}; adjusted Rand "
-                f"index between them {[[round(v, 3) for v in row] for row in agreement.tolist()]}; "
-                f"kept {names[chosen]}"
+                f"{name}: clustering {codes.shape[0]} codes for the prior, {method} ({index + 1} of "
+                f"{len(methods)}, {time.perf_counter() - start:.0f} s so far)"
             )
+            candidates.append(cluster())
+        if len(candidates) == 1:
+            return candidates[0]
+        agreement = agreement_matrix(candidates)
+        chosen = medoid_index(agreement)
+        rank_zero_info(
+            f"{name}: prior start by consensus of {', '.join(methods)}; adjusted Rand index between "
+            f"them {[[round(v, 3) for v in row] for row in agreement.tolist()]}; kept "
+            f"{list(methods)[chosen]} ({time.perf_counter() - start:.0f} s)"
+        )
         return candidates[chosen]
 
     def on_prior_initialized(self, codes: torch.Tensor) -> None:
