@@ -9,8 +9,8 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 
 class ProgressBar(TQDMProgressBar):
-    """Lightning's TQDM bar, redrawn every ``refresh_rate`` training steps (a redraw costs about a
-    millisecond on a CPU, as much as the rest of the framework's step) and after every batch of
+    """Lightning's TQDM bar, redrawn every ``refresh_rate`` training steps (on a CPU a redraw costs
+    as much as the rest of the framework's step) and after every batch of
     validation, test and predict: their batches are large and few, so the bar and its estimate of
     the time left move while a long evaluation runs (with ``refresh_rate=20`` and 10 test batches,
     Lightning's bar would stand still until the end).
