@@ -93,6 +93,13 @@ CASES: dict[str, Case] = {
         lambda m, d, s, _: m.update(d["leaves"][s], d["labels"][s]),
         lambda m: m.set_tree(MERGES),
     ),
+    "DendrogramPurity(tree=...)": Case(
+        lambda: metrics.DendrogramPurity(LEAVES, tree=lambda: MERGES),
+        lambda m, d, s, _: m.update(d["leaves"][s], d["labels"][s]),
+    ),
+    "LeafPurity": Case(
+        lambda: metrics.LeafPurity(LEAVES), lambda m, d, s, _: m.update(d["leaves"][s], d["labels"][s])
+    ),
     "NormalizedMutualInfoScore": Case(
         lambda: NormalizedMutualInfoScore(average_method="arithmetic"),
         lambda m, d, s, _: m.update(d["clusters"][s], d["labels"][s]),

@@ -13,11 +13,15 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from vae_zoo.compat import (
+    checkpoint_schedule,
+    is_local_path,
+    save_last_unless_saved,
+    saves_at_train_epoch_end,
+)
 from vae_zoo.errors import CheckpointError
 
 
@@ -42,9 +46,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+        self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any | None = None
     ) -> None:
-        if storage_options is not None or not _is_local_file_protocol(path):
+        if storage_options is not None or not is_local_path(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         atomic_torch_save(checkpoint, Path(path))
@@ -101,13 +105,7 @@ class BestAndLastCheckpoint(ModelCheckpoint):
     def state_key(self) -> str:
         # Lightning formats this key for every hook it calls on the callback (its profiler's
         # label), several times a training step: made once per setting of the fields it names
-        settings = (
-            self.monitor,
-            self.mode,
-            self._every_n_train_steps,
-            self._every_n_epochs,
-            self._train_time_interval,
-        )
+        settings = checkpoint_schedule(self)
         cached = getattr(self, "_state_key_cache", None)
         if cached is None or cached[0] != settings:
             key = super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
@@ -116,19 +114,13 @@ class BestAndLastCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_unless_saved(trainer)
+        if saves_at_train_epoch_end(self, trainer):
+            save_last_unless_saved(self, trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_unless_saved(trainer)
-
-    def _save_last_unless_saved(self, trainer: L.Trainer) -> None:
-        # skipped when anything was saved at this step already (then so was last.ckpt), in the
-        # sanity check, outside fit and with fast_dev_run
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if not saves_at_train_epoch_end(self, trainer):
+            save_last_unless_saved(self, trainer)
 
 
 # ckpt_path values that Lightning resolves itself ("last", "best", ...), and remote paths, are not read

@@ -40,7 +40,7 @@ from vae_zoo.checkpointing import (
     checkpoint_data_differences,
     read_checkpoint,
 )
-from vae_zoo.compat import started_wandb_run
+from vae_zoo.compat import cli_config_value, started_wandb_run
 from vae_zoo.console import fit_summary, quiet_third_party_notices, shown_path
 from vae_zoo.data import DataError
 from vae_zoo.errors import CheckpointError, ConfigurationError
@@ -237,7 +237,7 @@ class VaeZooCLI(LightningCLI):
           ``CheckpointIO`` is configured there;
         * :class:`~vae_zoo.profilers.NoProfiler`, unless a profiler is configured.
         """
-        trainer_config = self._get(self.config_init, "trainer", default={})
+        trainer_config = cli_config_value(self, self.config_init, "trainer", default={})
         callbacks = as_list(trainer_config.get("callbacks"))
         defaults: list[Callback] = []
         if trainer_config.get("enable_progress_bar", True) is not False and not any(

@@ -22,9 +22,10 @@ from vae_zoo.callbacks import (
     image_grid,
     slerp,
 )
-from vae_zoo.callbacks.annealing import cyclical_ramp, linear_ramp, sigmoid_ramp
+from vae_zoo.errors import ConfigurationError
 from vae_zoo.metrics import ActiveUnits, MutualInformation
 from vae_zoo.models import GMMVAE, VAE, Autoencoder, BetaVAE
+from vae_zoo.schedules import KLSchedule, cyclical_ramp, linear_ramp, sigmoid_ramp
 
 SMALL = {"input_shape": [1, 8, 8], "latent_dim": 4, "hidden_dims": [32]}
 
@@ -60,11 +61,11 @@ def test_schedules_follow_their_formulas(t: int) -> None:
     period = 200 / 4
     tau = (t % period) / period
     assert cyclical_ramp(t, 0.0, 1.0, period, 0.5) == pytest.approx(min(1.0, tau / 0.5))
-    annealing = KLAnnealing(schedule="cyclical", cycles=4, ratio=0.5, total=200)
-    assert annealing.weight_at(t, 1.0) == pytest.approx(min(1.0, tau / 0.5))
-    capacity = KLAnnealing(schedule="capacity", capacity_max=20.0, duration=100, gamma=50.0)
+    annealing = KLSchedule(schedule="cyclical", cycles=4, ratio=0.5, total=200)
+    assert annealing.weight_at(t) == pytest.approx(min(1.0, tau / 0.5))
+    capacity = KLAnnealing(schedule="capacity", capacity_max=20.0, duration=100, gamma=50.0).kl_schedule
     assert capacity.capacity_at(t) == pytest.approx(20.0 * min(1, t / 100))
-    assert capacity.weight_at(t, 1.0) == 50.0
+    assert capacity.weight_at(t) == 50.0 and annealing.capacity_at(t) is None
 
 
 class WeightRecorder(Callback):
@@ -99,6 +100,12 @@ def test_resume_continues_the_annealing_where_it_stopped(tmp_path: Path) -> None
 def test_annealing_refuses_a_model_without_kl(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"KLAnnealing needs a model with a KL term.*Autoencoder has none"):
         trainer(tmp_path, 1, [KLAnnealing()]).fit(Autoencoder(**SMALL), blobs())
+
+
+def test_annealing_refuses_a_model_that_schedules_its_own_kl(tmp_path: Path) -> None:
+    model = BetaVAE(**SMALL, capacity_max=5.0)  # the capacity schedule of its own arguments
+    with pytest.raises(ConfigurationError, match=r"KLAnnealing and BetaVAE's own KL schedule \(capacity"):
+        trainer(tmp_path, 1, [KLAnnealing(schedule="capacity")]).fit(model, blobs())
 
 
 def test_annealing_bad_arguments() -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.cluster import hierarchy
 
-from vae_zoo.metrics.hierarchy import DendrogramPurity, dendrogram_purity, leaf_purity
+from vae_zoo.metrics.hierarchy import DendrogramPurity, LeafPurity, dendrogram_purity, leaf_purity
 
 
 def brute_force_purity(leaves: list[int], labels: list[int], linkage: np.ndarray, k: int) -> float:
@@ -57,13 +57,20 @@ def test_random_trees_match_brute_force(seed: int) -> None:
 
 def test_metric_merges_two_processes_and_perfect_trees_score_one() -> None:
     linkage = torch.tensor([[0, 1], [2, 3]])
-    first, second = DendrogramPurity(3), DendrogramPurity(3)
-    first.update(torch.tensor([0, 0, 1]), torch.tensor([0, 0, 1]))
-    second.update(torch.tensor([2, 2]), torch.tensor([2, 2]))
-    first.merge_state(second)
-    first.set_tree(linkage)
-    assert {k: float(v) for k, v in first.compute().items()} == {"dendrogram_purity": 1.0, "leaf_purity": 1.0}
-    with pytest.raises(RuntimeError, match="needs set_tree"):
+    for metric_class in (DendrogramPurity, LeafPurity):
+        first, second = metric_class(3), metric_class(3)
+        first.update(torch.tensor([0, 0, 1]), torch.tensor([0, 0, 1]))
+        second.update(torch.tensor([2, 2]), torch.tensor([2, 2]))
+        first.merge_state(second)
+        if metric_class is DendrogramPurity:
+            first.set_tree(linkage)
+        assert float(first.compute()) == 1.0
+    tree_read = DendrogramPurity(3, tree=lambda: linkage)
+    tree_read.update(torch.tensor([0, 1, 2]), torch.tensor([0, 0, 1]))  # leaves 0 and 1 merge first
+    assert float(tree_read.compute()) == pytest.approx(
+        dendrogram_purity(torch.tensor([0, 1, 2]), torch.tensor([0, 0, 1]), linkage, 3)
+    )
+    with pytest.raises(RuntimeError, match="needs a tree"):
         DendrogramPurity(3).compute()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import pytest
@@ -10,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vae_zoo.models import ALL_MODELS, GMMVAE, LatentVariableModel
+from vae_zoo.models import ALL_MODELS, GMMVAE, LatentVariableModel, model_arguments
 from vae_zoo.validation import network_parameters
 
 # tiny valid values every example starts from; an example then overrides up to three arguments
@@ -86,7 +85,7 @@ def values(name: str) -> st.SearchStrategy:
 
 
 def arguments(model_class: type) -> list[str]:
-    return [name for name in inspect.signature(model_class.__init__).parameters if name != "self"]
+    return list(model_arguments(model_class))
 
 
 def base_kwargs(model_class: type) -> dict:

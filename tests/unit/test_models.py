@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 
-from vae_zoo.models import ALL_MODELS, GMMVAE, VAE, BetaVAE
-from vae_zoo.models.base import fused_adam_supported, weighted_sum
+from vae_zoo.models import ALL_MODELS, GMMVAE, VAE, BetaVAE, model_arguments
+from vae_zoo.models.base import LatentVariableModel, fused_adam_supported, weighted_sum
 from vae_zoo.models.vae import free_bits_kl
 
 SMALL = {"input_shape": [1, 8, 8], "latent_dim": 3, "hidden_dims": [16]}
@@ -19,7 +20,7 @@ VAE_FAMILY = [model for model in ALL_MODELS if issubclass(model, VAE)]
 
 def small(model_class: type, **overrides) -> dict:
     """SMALL and ``overrides``, less the arguments ``model_class`` does not take."""
-    accepted = inspect.signature(model_class).parameters
+    accepted = model_arguments(model_class)
     return {name: value for name, value in {**SMALL, **overrides}.items() if name in accepted}
 
 
@@ -92,11 +93,12 @@ def test_capacity_objective_follows_burgess() -> None:
     assert model.capacity() == 0.0  # no trainer yet: step 0
     torch.testing.assert_close(model.objective(terms), torch.tensor(15.0 + 100.0 * 2.0))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(BetaVAE, "global_step", property(lambda self: 400))
+        step = {"now": 400}
+        patch.setattr(BetaVAE, "trainer", property(lambda self: SimpleNamespace(global_step=step["now"])))
         model.on_train_batch_start(None, 0)
-        assert model.kl_capacity == pytest.approx(10.0)
+        assert model.kl_capacity == pytest.approx(10.0) and model.kl_weight == 100.0
         torch.testing.assert_close(model.objective(terms), torch.tensor(15.0 + 100.0 * 8.0))
-        patch.setattr(BetaVAE, "global_step", property(lambda self: 5000))
+        step["now"] = 5000
         model.on_train_batch_start(None, 0)
         assert model.kl_capacity == pytest.approx(25.0)
 
@@ -248,3 +250,43 @@ def test_fit_checkpoint_and_reload_without_arguments(model_class: type, tmp_path
     assert metrics["val/loss"].isfinite() and metrics["val/sq_error"] >= 0
     if "val/elbo" in metrics:
         torch.testing.assert_close(metrics["val/elbo"], -(metrics["val/recon"] + metrics["val/kl"]))
+
+
+@pytest.mark.parametrize("model_class", ALL_MODELS, ids=lambda cls: cls.__name__)
+def test_every_argument_of_the_chain_is_on_the_command_line_once(model_class: type) -> None:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(model_class, "model")
+    on_the_command_line = set(parser.get_defaults()["model"].keys())
+    assert on_the_command_line == set(model_arguments(model_class))
+    declared = [  # each argument declared by one class of the chain, but for a changed default
+        name
+        for cls in model_class.__mro__
+        if "__init__" in vars(cls) and issubclass(cls, LatentVariableModel)
+        for name in list(inspect.signature(cls.__init__).parameters)[1:]
+        if name != "kwargs"
+    ]
+    repeated = {name for name in declared if declared.count(name) > 1}
+    # GMMVAE changes the defaults of latent_dim and hidden_dims; LinearAutoencoder keeps only
+    # input_shape, latent_dim and lr of the base's and fixes the others
+    assert repeated <= {"latent_dim", "hidden_dims", "input_shape", "lr"}
+
+
+def test_the_readme_subclassing_example_runs_and_its_argument_reaches_help_and_hparams() -> None:
+    from jsonargparse import ArgumentParser
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Subclassing in your own project", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    model_class = namespace["L1PenaltyVAE"]
+    model = model_class(l1_weight=0.5, **SMALL)
+    assert model.hparams["l1_weight"] == 0.5 and model.hparams["latent_dim"] == 3
+    assert model.loss_weights() == {"recon": 1.0, "kl": 1.0, "l1": 0.5}
+    terms = model.loss_terms(binary_batch())
+    assert set(terms) == {"recon", "kl", "l1"} and terms["l1"].shape == (6,)
+    parser = ArgumentParser()
+    parser.add_class_arguments(model_class, "model")
+    assert {"l1_weight", "latent_dim", "lr"} <= set(parser.get_defaults()["model"].keys())

@@ -3,7 +3,7 @@
 
 from vae_zoo.metrics.clustering import ClusteringAccuracy, contingency_table, hungarian_accuracy
 from vae_zoo.metrics.elbo import ELBO, ExampleMean
-from vae_zoo.metrics.hierarchy import DendrogramPurity, dendrogram_purity, leaf_purity
+from vae_zoo.metrics.hierarchy import DendrogramPurity, LeafPurity, dendrogram_purity, leaf_purity
 from vae_zoo.metrics.latent import (
     ActiveUnits,
     AggregatePosteriorKL,
@@ -26,6 +26,7 @@ __all__ = [
     "ExampleMean",
     "IWAENegativeLogLikelihood",
     "KLPerDimension",
+    "LeafPurity",
     "MutualInformation",
     "SquaredError",
     "contingency_table",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
@@ -58,12 +60,8 @@ def leaf_purity(leaves: torch.Tensor, labels: torch.Tensor, num_leaves: int) -> 
     return float(table.reshape(num_leaves, num_classes).max(1).values.sum()) / leaves.numel()
 
 
-class DendrogramPurity(Metric):
-    """Dendrogram purity and leaf purity of leaf assignments under a tree given by
-    ``set_tree(merges)``; ``compute`` returns ``{"dendrogram_purity": ..., "leaf_purity": ...}``.
-
-    Assignments and labels are gathered across processes before the exact computation.
-    """
+class _LeafAssignments(Metric):
+    """Leaf ids and class labels of every example seen, gathered across processes."""
 
     full_state_update = False
     higher_is_better = True
@@ -71,26 +69,47 @@ class DendrogramPurity(Metric):
     def __init__(self, num_leaves: int) -> None:
         super().__init__()
         self.num_leaves = num_leaves
-        self.merges: torch.Tensor | None = None
         self.add_state("leaves", default=[], dist_reduce_fx="cat")
         self.add_state("labels", default=[], dist_reduce_fx="cat")
-
-    def set_tree(self, merges: torch.Tensor) -> None:
-        """The tree: merges [K-1, 2] of a scipy linkage matrix over the leaves."""
-        self.merges = merges.detach().cpu()
 
     def update(self, leaves: torch.Tensor, labels: torch.Tensor) -> None:
         """Add leaf ids [N] and class labels [N]."""
         self.leaves.append(leaves.detach().long())
         self.labels.append(labels.detach().long())
 
-    def compute(self) -> dict[str, torch.Tensor]:
-        if self.merges is None:
-            raise RuntimeError("DendrogramPurity needs set_tree(merges) before compute()")
-        leaves, labels = dim_zero_cat(self.leaves).cpu(), dim_zero_cat(self.labels).cpu()
-        return {
-            "dendrogram_purity": torch.tensor(
-                dendrogram_purity(leaves, labels, self.merges, self.num_leaves)
-            ),
-            "leaf_purity": torch.tensor(leaf_purity(leaves, labels, self.num_leaves)),
-        }
+    def assignments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All leaf ids and labels seen: ([N], [N]) on the CPU."""
+        return dim_zero_cat(self.leaves).cpu(), dim_zero_cat(self.labels).cpu()
+
+
+class DendrogramPurity(_LeafAssignments):
+    """Dendrogram purity (:func:`dendrogram_purity`) of leaf assignments under a tree: the
+    merges [K-1, 2] of a scipy linkage matrix over the leaves, given by ``set_tree(merges)`` or,
+    read at every ``compute``, by ``tree()`` (a model's current tree).
+
+    Assignments and labels are gathered across processes before the exact computation.
+    """
+
+    def __init__(self, num_leaves: int, tree: Callable[[], torch.Tensor] | None = None) -> None:
+        super().__init__(num_leaves)
+        self.tree = tree
+        self.merges: torch.Tensor | None = None
+
+    def set_tree(self, merges: torch.Tensor) -> None:
+        """The tree: merges [K-1, 2] of a scipy linkage matrix over the leaves."""
+        self.merges = merges.detach().cpu()
+
+    def compute(self) -> torch.Tensor:
+        merges = self.tree() if self.tree is not None else self.merges
+        if merges is None:
+            raise RuntimeError("DendrogramPurity needs a tree: set_tree(merges) or tree= before compute()")
+        leaves, labels = self.assignments()
+        return torch.tensor(dendrogram_purity(leaves, labels, merges.detach().cpu(), self.num_leaves))
+
+
+class LeafPurity(_LeafAssignments):
+    """Leaf purity (:func:`leaf_purity`): the fraction of examples whose leaf's majority class is
+    their own; gathered across processes."""
+
+    def compute(self) -> torch.Tensor:
+        return torch.tensor(leaf_purity(*self.assignments(), self.num_leaves))

@@ -16,6 +16,8 @@ from torch.distributions import (
 )
 from torchmetrics import Metric
 
+from vae_zoo.compat import forget_computed_value
+
 
 class ActiveUnits(Metric):
     """Burda et al.'s active units: dimensions ``u`` with ``Var_x(E_q[z_u | x]) > threshold``.
@@ -208,7 +210,7 @@ class AggregatePosteriorKL(Metric):
             )
         self.prior_mean = mean.detach().double()
         self.prior_covariance = covariance.detach().double()
-        self._computed = None  # torchmetrics caches compute() until the next update
+        forget_computed_value(self)  # torchmetrics caches compute() until the next update
 
     def update(self, loc: torch.Tensor, scale: torch.Tensor) -> None:
         """Add a batch of diagonal Gaussian posteriors: ``loc`` and ``scale`` [B, D]."""

@@ -3,7 +3,7 @@
 import inspect
 
 from vae_zoo.models.autoencoder import Autoencoder, LinearAutoencoder, principal_angles
-from vae_zoo.models.base import LatentVariableModel
+from vae_zoo.models.base import LatentVariableModel, model_arguments
 from vae_zoo.models.gmm import GMMVAE
 from vae_zoo.models.hierarchical import HierarchicalGMMVAE
 from vae_zoo.models.vae import VAE, BetaVAE
@@ -34,5 +34,6 @@ __all__ = [
     "HierarchicalGMMVAE",
     "LatentVariableModel",
     "LinearAutoencoder",
+    "model_arguments",
     "principal_angles",
 ]

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 from torchmetrics import ExplainedVariance
 
-from vae_zoo.likelihoods import LikelihoodName
 from vae_zoo.mixtures import fit_diagonal_gmm
-from vae_zoo.models.base import Batch, LatentVariableModel, batch_inputs, check_int
-from vae_zoo.nn import Architecture
+from vae_zoo.models.base import Batch, LatentVariableModel, check_int
 from vae_zoo.validation import (
     MAX_COMPONENTS,
     check_bool,
@@ -75,10 +75,12 @@ class Autoencoder(LatentVariableModel):
     With ``likelihood="bernoulli"`` the loss is the binary cross-entropy; with ``"gaussian"`` and
     variance ``c`` it is ``||x - g(z)||^2 / (2c)`` plus a constant (squared error).
 
-    To sample, a density is fitted to the codes of the training examples seen in each epoch
-    (before that epoch's validation, so checkpoints carry it): one full-covariance Gaussian or a
-    mixture of ``density_components`` Gaussians (``latent_density``); :meth:`sample` decodes
-    draws from it. Under DDP the codes of all processes are gathered before the fit.
+    To sample, a density is fitted to the codes of the training examples (as they are, not
+    augmented; :meth:`~vae_zoo.models.LatentVariableModel.map_training_set`) before every
+    validation in ``fit`` and at the end of every epoch not yet validated, so checkpoints carry
+    it: one full-covariance Gaussian or a mixture of ``density_components`` Gaussians
+    (``latent_density``); :meth:`sample` decodes draws from it. Under DDP the codes of all
+    processes are gathered before the fit.
 
     Args:
         latent_density: ``"gaussian"`` or ``"gmm"``.
@@ -87,55 +89,29 @@ class Autoencoder(LatentVariableModel):
 
     def __init__(
         self,
-        input_shape: Sequence[int] = (1, 28, 28),
-        latent_dim: int = 16,
-        architecture: Architecture = "mlp",
-        hidden_dims: Sequence[int] = (512, 256),
-        likelihood: LikelihoodName = "bernoulli",
-        likelihood_variance: float = 1.0,
-        learn_likelihood_variance: bool = False,
-        lr: float = 1e-3,
         latent_density: LatentDensityName = "gaussian",
         density_components: int = 10,
+        **kwargs: Any,
     ) -> None:
         check_choice("latent_density", latent_density, ("gaussian", "gmm"))
         check_int("density_components", density_components, minimum=1, maximum=MAX_COMPONENTS)
+        latent_dim = kwargs.get("latent_dim", 16)
         if is_int(latent_dim):  # the density holds a [components, D, D] Cholesky factor
             components = 1 if latent_density == "gaussian" else density_components
             check_parameter_budget(
                 components * latent_dim**2,
                 {"latent_dim": latent_dim, "density_components": density_components},
             )
-        super().__init__(
-            input_shape,
-            latent_dim,
-            architecture,
-            hidden_dims,
-            likelihood,
-            likelihood_variance,
-            learn_likelihood_variance,
-            lr,
-        )
+        super().__init__(**kwargs)
         self.latent_density_kind = latent_density
         components = 1 if latent_density == "gaussian" else density_components
-        self.latent_density = LatentDensity(latent_dim, components)
-        self._epoch_codes: list[torch.Tensor] = []
+        self.latent_density = LatentDensity(self.latent_dim, components)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = self.encode(x)  # [B, D]
-        if self.collects_training_statistics():
-            self._epoch_codes.append(z.detach())
-        return {"recon": -self.likelihood.log_prob(x, self.decoder(z))}
-
-    def collects_training_statistics(self) -> bool:
-        """Whether this step's codes feed the sampling density: only in a Trainer's training
-        loop, which fits and clears them every epoch (a loop of the user's own would let them
-        pile up; such a loop calls :meth:`fit_latent_density` itself)."""
-        trainer = self._trainer
-        return self.training and trainer is not None and trainer.training
+        return {"recon": -self.likelihood.log_prob(x, self.decoder(self.encode(x)))}
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
@@ -150,21 +126,22 @@ class Autoencoder(LatentVariableModel):
         """Fit the sampling density to ``codes`` [N, D]."""
         self.latent_density.fit(codes, self.latent_density_kind)
 
-    def _fit_pending_codes(self) -> None:
-        if not self._epoch_codes:
-            return
-        codes = torch.cat(self._epoch_codes)
-        self._epoch_codes.clear()
-        if self.trainer.world_size > 1:
-            codes = self.all_gather(codes).flatten(0, 1)
-        self.fit_latent_density(codes)
+    def fit_density_to_training_set(self) -> None:
+        """Fit the sampling density to the codes of the training set (:meth:`map_training_set`)."""
+        self.fit_latent_density(self.map_training_set(self.encode))
 
     def on_validation_epoch_start(self) -> None:
-        if not self.trainer.sanity_checking:
-            self._fit_pending_codes()
+        # before each validation in fit, so that the checkpoints written after it carry the density
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
+            self._refit_density()
 
     def on_train_epoch_end(self) -> None:
-        self._fit_pending_codes()
+        if getattr(self, "_density_step", None) != self.global_step:  # no validation since the last step
+            self._refit_density()
+
+    def _refit_density(self) -> None:
+        self.fit_density_to_training_set()
+        self._density_step = self.global_step
 
 
 class LinearAutoencoder(Autoencoder):
@@ -207,12 +184,21 @@ class LinearAutoencoder(Autoencoder):
                 f"latent_dim must be at most the input size {math.prod(input_shape)} (PCA keeps at most "
                 f"that many components); got latent_dim={latent_dim} for input_shape={list(input_shape)}"
             )
-        super().__init__(input_shape, latent_dim, "mlp", (), "gaussian", 0.5, False, lr, "gaussian", 1)
+        # the other arguments are what makes it PCA: one linear layer each way, squared error
+        super().__init__(
+            input_shape=input_shape,
+            latent_dim=latent_dim,
+            architecture="mlp",
+            hidden_dims=(),
+            likelihood="gaussian",
+            likelihood_variance=0.5,
+            lr=lr,
+            latent_density="gaussian",
+            density_components=1,
+        )
+        self.closed_form = closed_form
         self.register_buffer("noise_variance", torch.tensor(0.0))
         self.register_buffer("closed_form_fitted", torch.tensor(False))
-        self._epoch_squared_error = [torch.zeros(()), 0]
-        self.val_explained_variance = ExplainedVariance(multioutput="variance_weighted")
-        self.test_explained_variance = ExplainedVariance(multioutput="variance_weighted")
 
     @property
     def data_dim(self) -> int:
@@ -224,16 +210,9 @@ class LinearAutoencoder(Autoencoder):
         """``W_d`` [d, k]: its columns span the learned subspace."""
         return self.decoder[0][0].weight
 
-    def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        terms = super().loss_terms(x)
-        if self.collects_training_statistics():
-            # with c = 1/2: -log p(x|z) = ||x - x_hat||^2 + (d/2) log(pi)
-            squared_error = terms["recon"].detach() - 0.5 * self.data_dim * math.log(math.pi)
-            self._epoch_squared_error = [
-                self._epoch_squared_error[0].to(x.device) + squared_error.sum(),
-                self._epoch_squared_error[1] + x.shape[0],
-            ]
-        return terms
+    def squared_error(self, x: torch.Tensor) -> torch.Tensor:
+        """``||x - x_hat||^2`` of each example: [B, *shape] -> [B]."""
+        return (x - self.reconstruct(x)).flatten(1).square().sum(-1)
 
     @torch.no_grad()
     def fit_pca(self, x: torch.Tensor) -> torch.Tensor:
@@ -263,23 +242,12 @@ class LinearAutoencoder(Autoencoder):
         return eigenvalues[:k].sum() / eigenvalues.sum()
 
     @torch.no_grad()
-    def fit_latent_density(self, codes: torch.Tensor) -> None:
-        squared_error, count = self._epoch_squared_error
-        self._epoch_squared_error = [torch.zeros(()), 0]
-        trainer = self._trainer
-        if trainer is not None and trainer.world_size > 1:
-            # each process summed its own shard; the noise estimate needs the totals of all
-            totals = torch.tensor([float(squared_error), float(count)], dtype=torch.float64)
-            totals = trainer.strategy.reduce(totals.to(self.device), reduce_op="sum")
-            squared_error, count = totals[0], int(totals[1])
-        if bool(self.closed_form_fitted) and not self.hparams.closed_form:
-            self.closed_form_fitted.fill_(False)
-        if bool(self.closed_form_fitted):
-            return  # the PPCA density of fit_pca is exact
+    def fit_latent_density(self, codes: torch.Tensor, noise_variance: float | None = None) -> None:
+        """Fit the codes' Gaussian to ``codes`` [N, D] and shrink it by the noise variance ``s^2``
+        (``noise_variance``, else the one held), as probabilistic PCA's code covariance."""
         super().fit_latent_density(codes)
-        if count and self.data_dim > self.latent_dim:
-            noise = squared_error / count / (self.data_dim - self.latent_dim)
-            self.noise_variance.fill_(float(noise))
+        if noise_variance is not None:
+            self.noise_variance.fill_(noise_variance)
         weight = self.decoder_weight.double()
         covariance = self.latent_density.scale_tril[0].double() @ self.latent_density.scale_tril[0].double().T
         shrunk = covariance - self.noise_variance.double() * torch.linalg.inv(weight.T @ weight)
@@ -289,18 +257,30 @@ class LinearAutoencoder(Autoencoder):
         jitter = 1e-9 * torch.eye(root.shape[0], dtype=root.dtype, device=root.device)
         self.latent_density.scale_tril[0].copy_(torch.linalg.cholesky(root @ root.T + jitter))
 
+    def fit_density_to_training_set(self) -> None:
+        """The codes' Gaussian of a gradient-trained model, with ``s^2`` the mean training squared
+        error over ``d - k``; nothing after the closed-form fit, whose PPCA density is exact."""
+        if bool(self.closed_form_fitted) and not self.closed_form:
+            self.closed_form_fitted.fill_(False)  # gradient steps have moved it off the optimum
+        if bool(self.closed_form_fitted):
+            return
+        noise = None
+        if self.data_dim > self.latent_dim:
+            noise = float(self.map_training_set(self.squared_error).mean()) / (
+                self.data_dim - self.latent_dim
+            )
+        self.fit_latent_density(self.map_training_set(self.encode), noise)
+        self._density_step = self.global_step
+
     def on_train_start(self) -> None:
-        if self.hparams.closed_form and not bool(self.closed_form_fitted):
-            inputs = torch.cat([batch_inputs(b).to(self.device) for b in self.trainer.train_dataloader])
-            if self.trainer.world_size > 1:
-                inputs = self.all_gather(inputs).flatten(0, 1)
-            ratio = self.fit_pca(inputs)
+        if self.closed_form and not bool(self.closed_form_fitted):
+            ratio = self.fit_pca(self.map_training_set(lambda x: x))
             self.print(
                 f"closed-form PCA fit: explained variance ratio {float(ratio):.4f} at k={self.latent_dim}"
             )
 
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Any] | None:
-        if self.hparams.closed_form:
+        if self.closed_form:
             return None  # the weights are the exact PCA: Lightning skips the optimizer step
         return super().training_step(batch, batch_idx)
 
@@ -310,13 +290,20 @@ class LinearAutoencoder(Autoencoder):
         mean = super().sample(n)
         return mean + noise * self.noise_variance.sqrt() * torch.randn_like(mean)
 
-    def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
-        loss = super()._evaluation_step(batch, stage)
-        x = batch_inputs(batch)
-        metric = self.val_explained_variance if stage == "val" else self.test_explained_variance
+    def update_evaluation_metrics(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None,
+        loss: torch.Tensor,
+        terms: dict[str, torch.Tensor],
+        stage: str,
+    ) -> None:
+        """Adds ``explained_variance`` (torchmetrics, variance-weighted) of the reconstructions."""
+        super().update_evaluation_metrics(x, labels, loss, terms, stage)
+        metric = self.evaluation_metric(
+            stage, "explained_variance", partial(ExplainedVariance, multioutput="variance_weighted")
+        )
         metric.update(self.reconstruct(x).flatten(1), x.flatten(1))
-        self.log(f"{stage}/explained_variance", metric, on_step=False, on_epoch=True)
-        return loss
 
 
 def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -8,19 +8,37 @@ prior, likelihood and regularizer weight::
 Subclasses override only the named pieces they change: :meth:`build_encoder`,
 :meth:`build_decoder`, :meth:`build_prior`, :meth:`encode`, :meth:`decode`,
 :meth:`loss_terms`, :meth:`loss_weights` (and :meth:`objective` where the terms are combined
-in another way than a weighted sum).
+in another way than a weighted sum), and :meth:`update_evaluation_metrics` to score more.
+
+A subclass declares only its own arguments and passes the others on by keyword::
+
+    class MyVAE(VAE):
+        def __init__(self, my_setting: float = 1.0, **kwargs: Any) -> None:
+            check_number("my_setting", my_setting, minimum=0)
+            self.my_setting = my_setting  # read by build_prior, which the base __init__ calls
+            super().__init__(**kwargs)
+
+``save_hyperparameters`` (in the base ``__init__``) records the arguments of every class of
+the chain, and ``vae-zoo fit --help`` lists them all (jsonargparse follows ``**kwargs`` into
+the parent). The ``build_*`` methods run inside the base ``__init__``: they read attributes
+that the subclass set before calling ``super().__init__``, never ``hparams`` (under
+LightningCLI ``hparams`` holds only the arguments of the class instantiated).
 """
 
 from __future__ import annotations
 
+import inspect
+import itertools
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import lightning as L
 import torch
 from torch import nn
 from torchmetrics import Metric
 
+from vae_zoo.compat import HOOK_NAME_ATTRIBUTE
 from vae_zoo.likelihoods import LIKELIHOODS, BernoulliLikelihood, Likelihood, LikelihoodName, build_likelihood
 from vae_zoo.metrics import BinaryCrossEntropy, ExampleMean, SquaredError
 from vae_zoo.nn import Architecture, build_decoder, build_encoder, check_architecture
@@ -41,6 +59,27 @@ Batch = torch.Tensor | Sequence[torch.Tensor]
 def batch_inputs(batch: Batch) -> torch.Tensor:
     """The inputs ``x`` of a batch that is either ``x`` or ``(x, labels, ...)``."""
     return batch if isinstance(batch, torch.Tensor) else batch[0]
+
+
+def model_arguments(model_class: type) -> dict[str, inspect.Parameter]:
+    """Every argument of ``model_class``'s ``__init__``, those it passes on to its parents by
+    ``**kwargs`` included (a subclass's own declaration, with its default, wins)."""
+    arguments: dict[str, inspect.Parameter] = {}
+    for cls in model_class.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # less self
+        for parameter in parameters:
+            if parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                arguments.setdefault(parameter.name, parameter)
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters) or cls is LatentVariableModel:
+            break
+    return arguments
+
+
+def batch_labels(batch: Batch) -> torch.Tensor | None:
+    """The labels of a batch ``(x, labels, ...)``; ``None`` for a batch ``x`` or ``(x,)``."""
+    return None if isinstance(batch, torch.Tensor) or len(batch) < 2 else batch[1]
 
 
 def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
@@ -192,7 +231,7 @@ class LatentVariableModel(L.LightningModule, ABC):
         first checks the value against parameters, buffers and submodules, several times the cost
         of a plain attribute (``benchmarks/RESULTS.md``), for a value that is never one of them.
         """
-        if name == "_current_fx_name":
+        if name == HOOK_NAME_ATTRIBUTE:
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -260,7 +299,7 @@ class LatentVariableModel(L.LightningModule, ABC):
         x = batch_inputs(batch)
         terms = self.loss_terms(x)
         loss = self.objective(terms)
-        self.update_evaluation_metrics(x, loss, terms, stage)
+        self.update_evaluation_metrics(x, batch_labels(batch), loss, terms, stage)
         names = getattr(self, "_evaluation_metric_names", {}).get(stage, {})  # module key -> name
         for key, name in names.items():
             metric = self._evaluation_metrics[stage][key]
@@ -285,14 +324,22 @@ class LatentVariableModel(L.LightningModule, ABC):
         return loss
 
     def update_evaluation_metrics(
-        self, x: torch.Tensor, loss: torch.Tensor, terms: dict[str, torch.Tensor], stage: str
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None,
+        loss: torch.Tensor,
+        terms: dict[str, torch.Tensor],
+        stage: str,
     ) -> None:
-        """Add a validation or test batch ``x`` to the Metrics logged under ``stage/`` at the end of
-        the epoch (means over all examples of all processes, in nats per example): ``loss`` (the
+        """Add a validation or test batch ``x`` [B, *shape] (with its ``labels`` [B], ``None`` when
+        the data have none) to the Metrics logged under ``stage/`` at the end of the epoch (means
+        over all examples of all processes, in nats per example): ``loss`` (the
         batch's loss, for each of its examples), every term of :meth:`loss_terms`, ``sq_error``
         (``||x - reconstruct(x)||^2``) and, with a Bernoulli likelihood, ``bce`` (the binary
         cross-entropy of the reconstruction from the code :meth:`encode`). Subclasses add their
-        own with ``self.evaluation_metric(stage, name, factory).update(...)``.
+        own with ``self.evaluation_metric(stage, name, factory).update(...)``: the one path by
+        which every model's evaluation figures are logged (a Metric is logged in the epochs in
+        which it was updated; those named in :attr:`progress_bar_metrics` also in the bar).
         """
         self.evaluation_metric(stage, "loss", ExampleMean).update(loss.detach().expand(x.shape[0]))
         for name, term in terms.items():
@@ -318,6 +365,37 @@ class LatentVariableModel(L.LightningModule, ABC):
             metrics[key] = factory().to(self.device)
             self._evaluation_metric_names[stage][key] = name
         return metrics[key]
+
+    # ----------------------------------------------------------------- the training set
+    def training_batches(self) -> Iterator[torch.Tensor]:
+        """The inputs of this process's training batches of one epoch (all of them, or the first
+        ``limit_train_batches``), on this model's device, as the examples are: a loader that
+        augments its batches is asked for its plain copy through its ``without_augmentation()``
+        method (as :class:`~vae_zoo.data.InMemoryBatches` has), so that the data module, not the
+        model, knows how the training examples look."""
+        trainer = self.trainer
+        loader = trainer.train_dataloader
+        plain = getattr(loader, "without_augmentation", None)
+        if callable(plain):
+            loader = plain()
+        limit = trainer.num_training_batches
+        for batch in itertools.islice(loader, None if math.isinf(limit) else int(limit)):
+            yield batch_inputs(batch).to(self.device)
+
+    @torch.no_grad()
+    def map_training_set(self, function: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``function`` [B, *shape] -> [B, ...] applied to every batch of :meth:`training_batches`
+        and concatenated: [N, ...]; under DDP the results of all processes, [world_size * N, ...]
+        (every process holds the same number of training examples).
+
+        The one way in which a model fits something to its training set: the prior of
+        :class:`~vae_zoo.models.GMMVAE` to the codes, the sampling density of
+        :class:`~vae_zoo.models.Autoencoder`, closed-form PCA to the inputs.
+        """
+        outputs = torch.cat(list(map(function, self.training_batches())))
+        if self.trainer.world_size > 1:
+            outputs = self.all_gather(outputs).flatten(0, 1)
+        return outputs
 
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._evaluation_step(batch, "val")

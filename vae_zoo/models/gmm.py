@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.distributions import Normal
-from torchmetrics import MetricCollection
+from torchmetrics import Metric
 from torchmetrics.clustering import AdjustedRandScore, NormalizedMutualInfoScore
 
 from vae_zoo.consensus import agreement_matrix, medoid_index, umap_gmm_clustering
-from vae_zoo.data import InMemoryBatches
-from vae_zoo.likelihoods import LikelihoodName
 from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import fit_diagonal_gmm, gmm_from_assignment, split_clusters
-from vae_zoo.models.base import Batch, batch_inputs, check_int, fused_adam_supported
+from vae_zoo.models.base import check_int, fused_adam_supported
 from vae_zoo.models.vae import VAE
-from vae_zoo.nn import Architecture
 from vae_zoo.priors import GaussianMixture
 from vae_zoo.spectral import spectral_clustering
 from vae_zoo.validation import (
@@ -35,6 +30,13 @@ from vae_zoo.validation import (
 )
 
 KLEstimator = Literal["monte_carlo", "responsibility"]
+#: the clustering figures of validation and test: Hungarian accuracy, NMI (arithmetic
+#: normaliser) and adjusted Rand index, each of the predicted clusters against the labels
+CLUSTERING_METRICS: dict[str, Callable[[], Metric]] = {
+    "acc": ClusteringAccuracy,
+    "nmi": partial(NormalizedMutualInfoScore, average_method="arithmetic"),
+    "ari": AdjustedRandScore,
+}
 PriorInit = Literal["em", "spectral", "consensus"]
 PRIOR_INITS: tuple[str, ...] = ("em", "spectral", "consensus")
 
@@ -52,7 +54,7 @@ class GMMVAE(VAE):
 
     To avoid collapsing into one cluster, the prior is initialised from the data: the first
     ``warmup_epochs`` train a deterministic autoencoder (``z`` = posterior mean, no KL); then the
-    codes of the training set (:meth:`training_codes`) are encoded and a diagonal GMM fitted to
+    codes of the training set (:meth:`map_training_set`) are encoded and a diagonal GMM fitted to
     them becomes the prior. The codes are first split into ``K`` clusters by ``prior_init``
 
     * ``"em"``: the most likely component of each code under a ``K``-component EM fit
@@ -82,6 +84,9 @@ class GMMVAE(VAE):
     progress bar), ``nmi`` (arithmetic normaliser) and ``ari`` when batches carry labels, once the
     prior is fitted: during the warm-up there are no clusters to score.
 
+    Arguments of :class:`~vae_zoo.models.VAE` not listed here pass on by keyword; ``latent_dim``
+    and ``hidden_dims`` are repeated only for their defaults, VaDE's network 784-500-500-2000-10.
+
     Args:
         num_components: ``K``, the number of clusters.
         components_per_cluster: Gaussians per cluster; the prior has ``K * components_per_cluster``.
@@ -103,28 +108,26 @@ class GMMVAE(VAE):
             (``benchmarks/RESULTS.md``).
     """
 
+    #: the ELBO and, once the prior is fitted, the clustering accuracy
+    progress_bar_metrics = ("elbo", "acc")
+
     def __init__(
         self,
-        input_shape: Sequence[int] = (1, 28, 28),
-        latent_dim: int = 10,
-        architecture: Architecture = "mlp",
-        hidden_dims: Sequence[int] = (500, 500, 2000),
-        likelihood: LikelihoodName = "bernoulli",
-        likelihood_variance: float = 1.0,
-        learn_likelihood_variance: bool = False,
-        lr: float = 1e-3,
         num_components: int = 10,
+        components_per_cluster: int = 1,
         kl_estimator: KLEstimator = "monte_carlo",
         warmup_epochs: int = 10,
         learn_mixture_weights: bool = True,
+        learn_prior: bool = True,
+        prior_lr: float | None = None,
+        prior_init: PriorInit = "em",
         em_restarts: int = 3,
         em_iterations: int = 100,
-        prior_init: PriorInit = "em",
         spectral_neighbours: int = 20,
-        learn_prior: bool = True,
-        components_per_cluster: int = 1,
         umap_runs: int = 2,
-        prior_lr: float | None = None,
+        latent_dim: int = 10,
+        hidden_dims: Sequence[int] = (500, 500, 2000),
+        **kwargs: Any,
     ) -> None:
         check_int("num_components", num_components, minimum=2, maximum=MAX_COMPONENTS)
         check_number("prior_lr", prior_lr, minimum=0, strict=True, optional=True)
@@ -147,35 +150,28 @@ class GMMVAE(VAE):
                     "latent_dim": latent_dim,
                 },
             )
-        super().__init__(
-            input_shape,
-            latent_dim,
-            architecture,
-            hidden_dims,
-            likelihood,
-            likelihood_variance,
-            learn_likelihood_variance,
-            lr,
-        )
+        # read by build_prior, which the base __init__ calls
+        self.num_components = num_components
+        self.components_per_cluster = components_per_cluster
+        self.learn_mixture_weights = learn_mixture_weights
+        super().__init__(latent_dim=latent_dim, hidden_dims=hidden_dims, **kwargs)
         self.kl_estimator = kl_estimator
         self.warmup_epochs = warmup_epochs
+        self.prior_init = prior_init
+        self.em_restarts = em_restarts
+        self.em_iterations = em_iterations
+        self.spectral_neighbours = spectral_neighbours
+        self.umap_runs = umap_runs
+        self.prior_lr = prior_lr
         self.prior.requires_grad_(learn_prior)
         self.register_buffer("prior_initialized", torch.tensor(False))
-        clustering = MetricCollection(
-            {
-                "acc": ClusteringAccuracy(),
-                "nmi": NormalizedMutualInfoScore(average_method="arithmetic"),
-                "ari": AdjustedRandScore(),
-            }
-        )
-        self.val_clustering = clustering.clone(prefix="val/")
-        self.test_clustering = clustering.clone(prefix="test/")
 
     def build_prior(self) -> GaussianMixture:
-        hp = self.hparams
-        per_cluster = hp.get("components_per_cluster", 1)
         return GaussianMixture(
-            self.latent_dim, hp.num_components * per_cluster, hp.learn_mixture_weights, per_cluster
+            self.latent_dim,
+            self.num_components * self.components_per_cluster,
+            self.learn_mixture_weights,
+            self.components_per_cluster,
         )
 
     @property
@@ -215,40 +211,25 @@ class GMMVAE(VAE):
     # ----------------------------------------------------------------- prior initialisation
     def on_train_epoch_start(self) -> None:
         if self.warming_up and self.current_epoch >= self.warmup_epochs:
-            self.initialize_prior(self.training_codes())
-
-    @torch.no_grad()
-    def training_codes(self) -> torch.Tensor:
-        """Posterior means of the training examples of this process in one epoch: [N, D]; of
-        every batch, or of the first ``limit_train_batches``; of the examples as they are, not
-        as a data module's augmentation changes them for training."""
-        loader = self.trainer.train_dataloader
-        if isinstance(loader, InMemoryBatches):
-            loader = loader.without_augmentation()
-        limit = self.trainer.num_training_batches
-        batches = itertools.islice(loader, None if math.isinf(limit) else int(limit))
-        return torch.cat([self.encode(batch_inputs(batch).to(self.device)) for batch in batches])
+            # the codes of the training examples as they are (not augmented), of every process
+            self.initialize_prior(self.map_training_set(self.encode))
 
     @torch.no_grad()
     def initialize_prior(self, codes: torch.Tensor) -> None:
         """Fit the mixture to ``codes`` [N, D] (clusters by ``prior_init``, each split into
         ``components_per_cluster`` Gaussians) and make it the prior.
 
-        Under DDP the codes of all processes are gathered and the fit of rank zero is broadcast,
-        so every process starts from the same prior.
+        Under DDP ``codes`` are those of all processes (:meth:`map_training_set`), and the fit of
+        rank zero is broadcast, so every process starts from the same prior.
         """
-        hp = self.hparams
         trainer = self._trainer  # None when called outside a Trainer
         distributed = trainer is not None and trainer.world_size > 1
-        if distributed:
-            codes = self.all_gather(codes).flatten(0, 1)
-        per_cluster = self.prior.components_per_cluster
-        if hp.prior_init == "em" and per_cluster == 1:
-            gmm = fit_diagonal_gmm(codes, hp.num_components, hp.em_iterations, hp.em_restarts, seed=0)
+        k, per_cluster = self.num_components, self.components_per_cluster
+        if self.prior_init == "em" and per_cluster == 1:
+            gmm = fit_diagonal_gmm(codes, k, self.em_iterations, self.em_restarts, seed=0)
         else:
-            assignment = self.cluster_codes(codes)
-            parts = split_clusters(codes, assignment, hp.num_components, per_cluster)
-            gmm = gmm_from_assignment(codes, parts, hp.num_components * per_cluster)
+            parts = split_clusters(codes, self.cluster_codes(codes), k, per_cluster)
+            gmm = gmm_from_assignment(codes, parts, k * per_cluster)
         self.prior.set_parameters(gmm.weights, gmm.means, gmm.variances)
         if distributed:
             for tensor in (self.prior.means, self.prior.raw_log_variances, self.prior.logits):
@@ -259,15 +240,14 @@ class GMMVAE(VAE):
     def cluster_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """The ``K`` clusters of ``codes`` [N, D] by ``prior_init``: [N] int64 in ``[0, K)``. Each
         clustering is announced in the log with the seconds the start has taken so far."""
-        hp = self.hparams
-        k = hp.num_components
-        if hp.prior_init == "em":
-            gmm = fit_diagonal_gmm(codes, k, hp.em_iterations, hp.em_restarts, seed=0)
+        k = self.num_components
+        if self.prior_init == "em":
+            gmm = fit_diagonal_gmm(codes, k, self.em_iterations, self.em_restarts, seed=0)
             return gmm.log_joint(codes.detach().to(gmm.means.dtype)).argmax(-1)
-        neighbours = hp.spectral_neighbours
+        neighbours = self.spectral_neighbours
         methods = {"spectral": partial(spectral_clustering, codes, k, neighbours)}
-        if hp.prior_init == "consensus":
-            for seed in range(hp.umap_runs):
+        if self.prior_init == "consensus":
+            for seed in range(self.umap_runs):
                 methods[f"umap seed {seed}"] = partial(umap_gmm_clustering, codes, k, neighbours, seed)
         name = type(self).__name__
         start = time.perf_counter()
@@ -293,20 +273,30 @@ class GMMVAE(VAE):
         """Called after the mixture was fitted to ``codes``; subclasses build on it."""
 
     # ----------------------------------------------------------------- clustering metrics
-    def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
-        loss = super()._evaluation_step(batch, stage)
-        if self.warming_up or isinstance(batch, torch.Tensor) or len(batch) < 2:
-            return loss  # no prior to cluster with yet, or no labels to score the clusters against
-        metrics = self.val_clustering if stage == "val" else self.test_clustering
-        metrics.update(self.predict_cluster(batch[0]), batch[1])
-        for name, metric in metrics.items():  # accuracy in the progress bar, as the ELBO
-            self.log(name, metric, on_step=False, on_epoch=True, prog_bar=name.endswith("/acc"))
-        return loss
+    def update_evaluation_metrics(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None,
+        loss: torch.Tensor,
+        terms: dict[str, torch.Tensor],
+        stage: str,
+    ) -> None:
+        """Adds ``acc``, ``nmi`` and ``ari`` of :meth:`predict_cluster` against ``labels``, once
+        the prior is fitted (during the warm-up there are no clusters to score)."""
+        super().update_evaluation_metrics(x, labels, loss, terms, stage)
+        if not self.warming_up and labels is not None:
+            self.update_clustering_metrics(self.predict_cluster(x), labels, stage)
+
+    def update_clustering_metrics(self, clusters: torch.Tensor, labels: torch.Tensor, stage: str) -> None:
+        """Add the predicted ``clusters`` [B] and true ``labels`` [B] of a batch to the
+        clustering metrics of ``stage`` (:data:`CLUSTERING_METRICS`); subclasses add theirs."""
+        for name, factory in CLUSTERING_METRICS.items():
+            self.evaluation_metric(stage, name, factory).update(clusters, labels)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam as the base class's; with ``prior_lr``, in two groups: the prior's parameters at
         ``prior_lr``, the others at ``lr``."""
-        prior_lr = self.hparams.get("prior_lr")
+        prior_lr = self.prior_lr
         if prior_lr is None:  # one group, as the base class (and checkpoints made before prior_lr)
             return super().configure_optimizers()
         prior = list(self.prior.parameters())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from functools import partial
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -12,11 +13,8 @@ from matplotlib.figure import Figure
 from scipy.cluster import hierarchy
 from torch.distributions import Normal
 
-from vae_zoo.likelihoods import LikelihoodName
-from vae_zoo.metrics.hierarchy import DendrogramPurity
-from vae_zoo.models.base import Batch
-from vae_zoo.models.gmm import GMMVAE, KLEstimator, PriorInit
-from vae_zoo.nn import Architecture
+from vae_zoo.metrics.hierarchy import DendrogramPurity, LeafPurity
+from vae_zoo.models.gmm import GMMVAE
 from vae_zoo.priors import TreeMixture
 from vae_zoo.validation import check_choice, check_number, is_number
 
@@ -52,68 +50,27 @@ class HierarchicalGMMVAE(GMMVAE):
 
     def __init__(
         self,
-        input_shape: Sequence[int] = (1, 28, 28),
-        latent_dim: int = 10,
-        architecture: Architecture = "mlp",
-        hidden_dims: Sequence[int] = (500, 500, 2000),
-        likelihood: LikelihoodName = "bernoulli",
-        likelihood_variance: float = 1.0,
-        learn_likelihood_variance: bool = False,
-        lr: float = 1e-3,
-        num_components: int = 10,
-        kl_estimator: KLEstimator = "monte_carlo",
-        warmup_epochs: int = 10,
-        learn_mixture_weights: bool = True,
-        em_restarts: int = 3,
-        em_iterations: int = 100,
-        prior_init: PriorInit = "em",
-        spectral_neighbours: int = 20,
-        learn_prior: bool = True,
-        components_per_cluster: int = 1,
-        umap_runs: int = 2,
-        prior_lr: float | None = None,
         tree_sigma: float = 1.0,
         tree_weight: float = 1.0,
         linkage_method: LinkageMethod = "ward",
+        **kwargs: Any,
     ) -> None:
         if not (is_number(tree_sigma) and math.isfinite(tree_sigma) and tree_sigma > 0):
             raise ValueError(f"tree_sigma must be > 0 and finite; got {tree_sigma!r}")
         check_number("tree_weight", tree_weight, minimum=0)
         check_choice("linkage_method", linkage_method, LINKAGE_METHODS)
-        super().__init__(
-            input_shape,
-            latent_dim,
-            architecture,
-            hidden_dims,
-            likelihood,
-            likelihood_variance,
-            learn_likelihood_variance,
-            lr,
-            num_components,
-            kl_estimator,
-            warmup_epochs,
-            learn_mixture_weights,
-            em_restarts,
-            em_iterations,
-            prior_init,
-            spectral_neighbours,
-            learn_prior,
-            components_per_cluster,
-            umap_runs,
-            prior_lr,
-        )
-        self.val_purity = DendrogramPurity(num_components)
-        self.test_purity = DendrogramPurity(num_components)
+        self.tree_sigma = tree_sigma  # read by build_prior, which the base __init__ calls
+        super().__init__(**kwargs)
+        self.tree_weight = tree_weight
+        self.linkage_method = linkage_method
 
     def build_prior(self) -> TreeMixture:
-        hp = self.hparams
-        per_cluster = hp.get("components_per_cluster", 1)
         return TreeMixture(
             self.latent_dim,
-            hp.num_components * per_cluster,
-            hp.learn_mixture_weights,
-            hp.tree_sigma,
-            per_cluster,
+            self.num_components * self.components_per_cluster,
+            self.learn_mixture_weights,
+            self.tree_sigma,
+            self.components_per_cluster,
         )
 
     def latent_terms(self, posterior: Normal, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -122,33 +79,26 @@ class HierarchicalGMMVAE(GMMVAE):
         return terms
 
     def loss_weights(self) -> dict[str, float]:
-        return {**super().loss_weights(), "tree": self.hparams.tree_weight}
+        return {**super().loss_weights(), "tree": self.tree_weight}
 
-    def _evaluation_step(self, batch: Batch, stage: str) -> torch.Tensor:
-        loss = super()._evaluation_step(batch, stage)
-        if not isinstance(batch, torch.Tensor) and len(batch) >= 2 and bool(self.prior.has_tree):
-            metric = self.val_purity if stage == "val" else self.test_purity
-            metric.update(self.predict_cluster(batch[0]), batch[1])
-        return loss
+    def update_clustering_metrics(self, clusters: torch.Tensor, labels: torch.Tensor, stage: str) -> None:
+        """Adds ``dendrogram_purity`` (of the current tree) and ``leaf_purity`` once the tree is
+        built."""
+        super().update_clustering_metrics(clusters, labels, stage)
+        if not bool(self.prior.has_tree):
+            return
+        k = self.num_components
+        purity = partial(DendrogramPurity, k, self.tree_merges)
+        self.evaluation_metric(stage, "dendrogram_purity", purity).update(clusters, labels)
+        self.evaluation_metric(stage, "leaf_purity", partial(LeafPurity, k)).update(clusters, labels)
 
-    def _log_purity(self, stage: str) -> None:
-        metric = self.val_purity if stage == "val" else self.test_purity
-        if metric.update_count:
-            metric.set_tree(self.prior.merges)
-            values = {f"{stage}/{name}": value for name, value in metric.compute().items()}
-            # the same on every process (compute gathered all of them): sync_dist's mean keeps it
-            self.log_dict(values, sync_dist=True)
-        metric.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_purity("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_purity("test")
+    def tree_merges(self) -> torch.Tensor:
+        """The tree's merges [K-1, 2] (rows of a scipy linkage matrix over the leaves)."""
+        return self.prior.merges
 
     def on_prior_initialized(self, codes: torch.Tensor) -> None:
         means = self.prior.cluster_means().detach().double().cpu().numpy()
-        linkage = hierarchy.linkage(means, method=self.hparams.linkage_method)
+        linkage = hierarchy.linkage(means, method=self.linkage_method)
         self.prior.set_tree(torch.from_numpy(linkage))
 
     @torch.no_grad()

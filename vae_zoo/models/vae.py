@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch.distributions import Normal
 
-from vae_zoo.likelihoods import LikelihoodName
 from vae_zoo.metrics import ELBO, AggregatePosteriorKL
 from vae_zoo.models.base import LatentVariableModel, check_int, weighted_sum
-from vae_zoo.nn import Architecture, soft_clamp
+from vae_zoo.nn import soft_clamp
 from vae_zoo.priors import Prior, StandardNormal
+from vae_zoo.schedules import KLSchedule
 from vae_zoo.validation import check_number
 
 POSTERIOR_LOG_VARIANCE_BOUNDS = (-14.0, 8.0)
@@ -29,10 +29,13 @@ class VAE(LatentVariableModel):
 
     with ``KL`` averaged over the batch, or with free bits (Kingma et al. 2016) replaced by
     ``sum_g max(free_bits, sum_{j in g} mean_B KL_j)`` over groups ``g`` of latent dimensions
-    (each dimension its own group unless ``free_bits_groups`` is set). ``kl_weight``,
-    ``kl_capacity``, ``free_bits`` and ``free_bits_groups`` are plain attributes that callbacks
-    (:class:`~vae_zoo.callbacks.KLAnnealing`) set during training; the logged ``kl`` is always the
-    true, unweighted KL. The encoder outputs ``[mu, log sigma^2]``; the log-variance is bounded
+    (each dimension its own group unless ``free_bits_groups`` is set). ``kl_weight`` and
+    ``kl_capacity`` are set before every training step from ``kl_schedule``, the one
+    :class:`~vae_zoo.schedules.KLSchedule` of the model (from its own arguments, as
+    :class:`BetaVAE`'s capacity, or from the :class:`~vae_zoo.callbacks.KLAnnealing` callback;
+    ``None``: the weight stays as it is); ``free_bits`` and ``free_bits_groups`` come from
+    ``KLAnnealing``. The logged ``kl`` is always the true, unweighted KL. The encoder outputs
+    ``[mu, log sigma^2]``; the log-variance is bounded
     smoothly to ``[-14, 8]``.
     """
 
@@ -41,6 +44,12 @@ class VAE(LatentVariableModel):
     kl_capacity: float | None = None
     free_bits: float = 0.0
     free_bits_groups: int | None = None
+    kl_schedule: KLSchedule | None = None
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """``kl_weight, kl_capacity = w(t), C(t)`` of :attr:`kl_schedule` at this step."""
+        if self.kl_schedule is not None:
+            self.kl_weight, self.kl_capacity = self.kl_schedule.values(self.trainer)
 
     @property
     def encoder_out_features(self) -> int:
@@ -109,12 +118,17 @@ class VAE(LatentVariableModel):
         return metrics
 
     def update_evaluation_metrics(
-        self, x: torch.Tensor, loss: torch.Tensor, terms: dict[str, torch.Tensor], stage: str
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None,
+        loss: torch.Tensor,
+        terms: dict[str, torch.Tensor],
+        stage: str,
     ) -> None:
         """Adds to the metrics of every model ``elbo`` (``-(recon + kl)``, nats per example) and
         ``aggregate_kl``, how far the average posterior over the data is from the prior (see
         :class:`~vae_zoo.metrics.AggregatePosteriorKL`)."""
-        super().update_evaluation_metrics(x, loss, terms, stage)
+        super().update_evaluation_metrics(x, labels, loss, terms, stage)
         self.evaluation_metric(stage, "elbo", ELBO).update(terms["recon"], terms["kl"])
         distribution = getattr(self.prior, "distribution", None)
         if distribution is None:  # a prior of the user's own without a torch.distributions object
@@ -149,45 +163,29 @@ class BetaVAE(VAE):
 
     def __init__(
         self,
-        input_shape: Sequence[int] = (1, 28, 28),
-        latent_dim: int = 16,
-        architecture: Architecture = "mlp",
-        hidden_dims: Sequence[int] = (512, 256),
-        likelihood: LikelihoodName = "bernoulli",
-        likelihood_variance: float = 1.0,
-        learn_likelihood_variance: bool = False,
-        lr: float = 1e-3,
         beta: float = 4.0,
         capacity_max: float | None = None,
         gamma: float = 1000.0,
         capacity_steps: int = 100_000,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            input_shape,
-            latent_dim,
-            architecture,
-            hidden_dims,
-            likelihood,
-            likelihood_variance,
-            learn_likelihood_variance,
-            lr,
-        )
         check_number("beta", beta, minimum=0)
         check_number("capacity_max", capacity_max, minimum=0, optional=True)
         check_number("gamma", gamma, minimum=0)
         check_int("capacity_steps", capacity_steps, minimum=1)
-        self.capacity_max = capacity_max
-        self.capacity_steps = capacity_steps
-        self.kl_weight = beta if capacity_max is None else gamma
-        self.kl_capacity = None if capacity_max is None else 0.0
+        super().__init__(**kwargs)
+        if capacity_max is None:
+            self.kl_weight = beta
+        else:
+            self.kl_schedule = KLSchedule(
+                "capacity", duration=capacity_steps, capacity_max=capacity_max, gamma=gamma
+            )
+            self.kl_weight, self.kl_capacity = gamma, 0.0
 
-    def capacity(self) -> float:
-        """The target KL ``C(t) = C_max * min(1, t / capacity_steps)`` at the current step (nats)."""
-        return self.capacity_max * min(1.0, self.global_step / self.capacity_steps)
-
-    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
-        if self.capacity_max is not None:
-            self.kl_capacity = self.capacity()
+    def capacity(self) -> float | None:
+        """The target KL ``C(t) = C_max * min(1, t / capacity_steps)`` at the current step (nats);
+        ``None`` without a capacity schedule."""
+        return None if self.kl_schedule is None else self.kl_schedule.capacity_at(self.global_step)
 
 
 def free_bits_kl(kl_per_dim: torch.Tensor, floor: float, groups: int | None = None) -> torch.Tensor:
