@@ -14,7 +14,7 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 from torchmetrics import ExplainedVariance
 
 from vae_zoo.mixtures import fit_diagonal_gmm
-from vae_zoo.models.base import Batch, LatentVariableModel, check_int
+from vae_zoo.models.base import Batch, EvaluatedBatch, LatentVariableModel, check_int
 from vae_zoo.validation import (
     MAX_COMPONENTS,
     check_bool,
@@ -290,20 +290,13 @@ class LinearAutoencoder(Autoencoder):
         mean = super().sample(n)
         return mean + noise * self.noise_variance.sqrt() * torch.randn_like(mean)
 
-    def update_evaluation_metrics(
-        self,
-        x: torch.Tensor,
-        labels: torch.Tensor | None,
-        loss: torch.Tensor,
-        terms: dict[str, torch.Tensor],
-        stage: str,
-    ) -> None:
+    def update_evaluation_metrics(self, batch: EvaluatedBatch, stage: str) -> None:
         """Adds ``explained_variance`` (torchmetrics, variance-weighted) of the reconstructions."""
-        super().update_evaluation_metrics(x, labels, loss, terms, stage)
+        super().update_evaluation_metrics(batch, stage)
         metric = self.evaluation_metric(
             stage, "explained_variance", partial(ExplainedVariance, multioutput="variance_weighted")
         )
-        metric.update(self.reconstruct(x).flatten(1), x.flatten(1))
+        metric.update(self.reconstruct(batch.x).flatten(1), batch.x.flatten(1))
 
 
 def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

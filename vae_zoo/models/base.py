@@ -32,6 +32,7 @@ import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -59,6 +60,16 @@ Batch = torch.Tensor | Sequence[torch.Tensor]
 def batch_inputs(batch: Batch) -> torch.Tensor:
     """The inputs ``x`` of a batch that is either ``x`` or ``(x, labels, ...)``."""
     return batch if isinstance(batch, torch.Tensor) else batch[0]
+
+
+@dataclass(frozen=True)
+class EvaluatedBatch:
+    """A validation or test batch as the model evaluated it."""
+
+    x: torch.Tensor  # [B, *shape], the inputs
+    labels: torch.Tensor | None  # [B], or None when the data have none
+    loss: torch.Tensor  # [], the batch's loss
+    terms: dict[str, torch.Tensor]  # each [B], the unweighted terms of loss_terms
 
 
 def model_arguments(model_class: type) -> dict[str, inspect.Parameter]:
@@ -299,7 +310,7 @@ class LatentVariableModel(L.LightningModule, ABC):
         x = batch_inputs(batch)
         terms = self.loss_terms(x)
         loss = self.objective(terms)
-        self.update_evaluation_metrics(x, batch_labels(batch), loss, terms, stage)
+        self.update_evaluation_metrics(EvaluatedBatch(x, batch_labels(batch), loss, terms), stage)
         names = getattr(self, "_evaluation_metric_names", {}).get(stage, {})  # module key -> name
         for key, name in names.items():
             metric = self._evaluation_metrics[stage][key]
@@ -323,17 +334,10 @@ class LatentVariableModel(L.LightningModule, ABC):
             self.log_dict(extra, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
-    def update_evaluation_metrics(
-        self,
-        x: torch.Tensor,
-        labels: torch.Tensor | None,
-        loss: torch.Tensor,
-        terms: dict[str, torch.Tensor],
-        stage: str,
-    ) -> None:
-        """Add a validation or test batch ``x`` [B, *shape] (with its ``labels`` [B], ``None`` when
-        the data have none) to the Metrics logged under ``stage/`` at the end of the epoch (means
-        over all examples of all processes, in nats per example): ``loss`` (the
+    def update_evaluation_metrics(self, batch: EvaluatedBatch, stage: str) -> None:
+        """Add a validation or test ``batch`` (its inputs, labels, loss and terms,
+        :class:`EvaluatedBatch`) to the Metrics logged under ``stage/`` at the end of the epoch
+        (means over all examples of all processes, in nats per example): ``loss`` (the
         batch's loss, for each of its examples), every term of :meth:`loss_terms`, ``sq_error``
         (``||x - reconstruct(x)||^2``) and, with a Bernoulli likelihood, ``bce`` (the binary
         cross-entropy of the reconstruction from the code :meth:`encode`). Subclasses add their
@@ -341,8 +345,9 @@ class LatentVariableModel(L.LightningModule, ABC):
         which every model's evaluation figures are logged (a Metric is logged in the epochs in
         which it was updated; those named in :attr:`progress_bar_metrics` also in the bar).
         """
-        self.evaluation_metric(stage, "loss", ExampleMean).update(loss.detach().expand(x.shape[0]))
-        for name, term in terms.items():
+        x = batch.x
+        self.evaluation_metric(stage, "loss", ExampleMean).update(batch.loss.detach().expand(x.shape[0]))
+        for name, term in batch.terms.items():
             self.evaluation_metric(stage, name, ExampleMean).update(term)
         self.evaluation_metric(stage, "sq_error", SquaredError).update(self.reconstruct(x), x)
         if isinstance(self.likelihood, BernoulliLikelihood):

@@ -16,7 +16,7 @@ from torchmetrics.clustering import AdjustedRandScore, NormalizedMutualInfoScore
 from vae_zoo.consensus import agreement_matrix, medoid_index, umap_gmm_clustering
 from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import fit_diagonal_gmm, gmm_from_assignment, split_clusters
-from vae_zoo.models.base import check_int, fused_adam_supported
+from vae_zoo.models.base import EvaluatedBatch, check_int, fused_adam_supported
 from vae_zoo.models.vae import VAE
 from vae_zoo.priors import GaussianMixture
 from vae_zoo.spectral import spectral_clustering
@@ -273,19 +273,12 @@ class GMMVAE(VAE):
         """Called after the mixture was fitted to ``codes``; subclasses build on it."""
 
     # ----------------------------------------------------------------- clustering metrics
-    def update_evaluation_metrics(
-        self,
-        x: torch.Tensor,
-        labels: torch.Tensor | None,
-        loss: torch.Tensor,
-        terms: dict[str, torch.Tensor],
-        stage: str,
-    ) -> None:
+    def update_evaluation_metrics(self, batch: EvaluatedBatch, stage: str) -> None:
         """Adds ``acc``, ``nmi`` and ``ari`` of :meth:`predict_cluster` against ``labels``, once
         the prior is fitted (during the warm-up there are no clusters to score)."""
-        super().update_evaluation_metrics(x, labels, loss, terms, stage)
-        if not self.warming_up and labels is not None:
-            self.update_clustering_metrics(self.predict_cluster(x), labels, stage)
+        super().update_evaluation_metrics(batch, stage)
+        if not self.warming_up and batch.labels is not None:
+            self.update_clustering_metrics(self.predict_cluster(batch.x), batch.labels, stage)
 
     def update_clustering_metrics(self, clusters: torch.Tensor, labels: torch.Tensor, stage: str) -> None:
         """Add the predicted ``clusters`` [B] and true ``labels`` [B] of a batch to the

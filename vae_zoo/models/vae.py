@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Normal
 
 from vae_zoo.metrics import ELBO, AggregatePosteriorKL
-from vae_zoo.models.base import LatentVariableModel, check_int, weighted_sum
+from vae_zoo.models.base import EvaluatedBatch, LatentVariableModel, check_int, weighted_sum
 from vae_zoo.nn import soft_clamp
 from vae_zoo.priors import Prior, StandardNormal
 from vae_zoo.schedules import KLSchedule
@@ -117,24 +117,17 @@ class VAE(LatentVariableModel):
                 metrics["train/kl_capacity"] = torch.tensor(float(self.kl_capacity))
         return metrics
 
-    def update_evaluation_metrics(
-        self,
-        x: torch.Tensor,
-        labels: torch.Tensor | None,
-        loss: torch.Tensor,
-        terms: dict[str, torch.Tensor],
-        stage: str,
-    ) -> None:
+    def update_evaluation_metrics(self, batch: EvaluatedBatch, stage: str) -> None:
         """Adds to the metrics of every model ``elbo`` (``-(recon + kl)``, nats per example) and
         ``aggregate_kl``, how far the average posterior over the data is from the prior (see
         :class:`~vae_zoo.metrics.AggregatePosteriorKL`)."""
-        super().update_evaluation_metrics(x, labels, loss, terms, stage)
-        self.evaluation_metric(stage, "elbo", ELBO).update(terms["recon"], terms["kl"])
+        super().update_evaluation_metrics(batch, stage)
+        self.evaluation_metric(stage, "elbo", ELBO).update(batch.terms["recon"], batch.terms["kl"])
         distribution = getattr(self.prior, "distribution", None)
         if distribution is None:  # a prior of the user's own without a torch.distributions object
             return
         with torch.no_grad():
-            posterior = self.posterior(x)
+            posterior = self.posterior(batch.x)
             aggregate = self.evaluation_metric(
                 stage, "aggregate_kl", partial(AggregatePosteriorKL, self.latent_dim)
             )
