@@ -3,6 +3,7 @@ the reliability callbacks the command adds by default (non-finite loss guard, ra
 
 from vae_zoo.callbacks.annealing import KLAnnealing
 from vae_zoo.callbacks.collapse import CollapseDetection, PosteriorCollapseError
+from vae_zoo.callbacks.compile import CompiledStep
 from vae_zoo.callbacks.evaluation import IWAEEvaluation
 from vae_zoo.callbacks.images import grid_pixels, image_grid, log_image
 from vae_zoo.callbacks.numerics import NonFiniteLossError, NonFiniteLossGuard
@@ -13,6 +14,7 @@ from vae_zoo.callbacks.traversal import ImageGrids, LatentTraversal, ValidationI
 
 __all__ = [
     "CollapseDetection",
+    "CompiledStep",
     "IWAEEvaluation",
     "ImageGrids",
     "KLAnnealing",

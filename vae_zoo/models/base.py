@@ -55,6 +55,7 @@ from vae_zoo.validation import (
 )
 
 Batch = torch.Tensor | Sequence[torch.Tensor]
+LossAndTerms = tuple[torch.Tensor, dict[str, torch.Tensor]]  # the loss [] and the terms, each [B]
 
 
 def batch_inputs(batch: Batch) -> torch.Tensor:
@@ -263,6 +264,18 @@ class LatentVariableModel(L.LightningModule, ABC):
         """
         return {f"{stage}/loss": loss, **{f"{stage}/{name}": term.mean() for name, term in terms.items()}}
 
+    #: a compiled :meth:`loss_and_terms` that training steps call instead (set by
+    #: :class:`~vae_zoo.callbacks.CompiledStep` for the duration of ``fit``); None: eager
+    compiled_loss_and_terms: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]] | None = (
+        None
+    )
+
+    def loss_and_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The pure tensor work of a training step: ``(objective(terms), terms)`` with
+        ``terms = loss_terms(x)``; [B, *shape] -> ([], {name: [B]})."""
+        terms = self.loss_terms(x)
+        return self.objective(terms), terms
+
     def training_step(
         self, batch: Batch, batch_idx: int
     ) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
@@ -272,8 +285,7 @@ class LatentVariableModel(L.LightningModule, ABC):
         :class:`~vae_zoo.callbacks.NonFiniteLossGuard` can name the term that went non-finite
         without computing anything in steps where all is well."""
         x = batch_inputs(batch)
-        terms = self.loss_terms(x)
-        loss = self.objective(terms)
+        loss, terms = (self.compiled_loss_and_terms or self.loss_and_terms)(x)
         if self._writes_step_logs():
             metrics = {
                 name: value.detach() for name, value in self.stage_metrics(loss, terms, "train").items()
