@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py                       # CPU, batch 128, 5 alternations
     python benchmarks/throughput.py --device cuda --repeats 7 --steps 400
+    python benchmarks/throughput.py --compile              # also torch.compile'd steps, in lockstep
 
 Both sides train the MLP VAE 784-512-256-16 (Bernoulli likelihood, dynamic binarization,
 Adam 1e-3) on the MNIST training split held as one tensor on ``--device``:
@@ -44,6 +45,12 @@ and times both, a ``Trainer``'s step from the start of one batch to the start of
 the plain step between them. The ratio is then one of steps taken side by side, and varies by a
 few points between runs where whole runs vary by tens. Both loops share the machine's caches, so
 their samples per second are lower than alone; on a GPU, every step is synchronised.
+
+With ``--compile`` (which implies ``--lockstep``), three more runs: the plain loop with its loss
+``torch.compile``'d, against the eager plain loop; ``vae-zoo`` with
+:class:`~vae_zoo.callbacks.CompiledStep`, against the eager plain loop and against the compiled
+plain loop. The compilation falls in the untimed ``--warmup`` steps; the first step of each
+compiled run, compilation included, is printed apart.
 """
 
 from __future__ import annotations
@@ -62,10 +69,14 @@ from common import hardware
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+from vae_zoo.callbacks import CompiledStep
 from vae_zoo.cli import VaeZooCLI, cli_classes
 from vae_zoo.data import MNISTDataModule
 from vae_zoo.models import VAE
 from vae_zoo.models.base import fused_adam_supported
+
+#: the first step of each compiled run, compilation included (seconds), by side
+COMPILE_SECONDS: dict[str, list[float]] = {}
 
 
 def synchronize(device: torch.device) -> None:
@@ -127,6 +138,7 @@ class PlainStepper:
         latent_dim: int,
         zoo_model: bool = False,
         fused: bool = True,
+        compiled: bool = False,
     ) -> None:
         self.images = images
         self.batch_size = batch_size
@@ -137,6 +149,9 @@ class PlainStepper:
         self.optimizer = adam(self.model.parameters(), fused)
         self.order = torch.randperm(images.shape[0], device=self.device)
         self.count = 0
+        loss = (lambda x: self.model.loss_and_terms(x)[0]) if zoo_model else self.model.loss
+        self.loss = torch.compile(loss) if compiled else loss
+        self.first_step_seconds: float | None = None
 
     def step(self) -> None:
         """``index_select`` a batch, binarize it by ``rand < p``, one optimizer step."""
@@ -144,8 +159,7 @@ class PlainStepper:
         self.count += 1
         probabilities = self.images.index_select(0, index[: self.batch_size])
         x = (torch.rand_like(probabilities) < probabilities).float()  # Bernoulli, 3x torch.bernoulli
-        model = self.model
-        loss = model.objective(model.loss_terms(x)) if self.zoo_model else model.loss(x)
+        loss = self.loss(x)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -156,7 +170,10 @@ class PlainStepper:
         start = time.perf_counter()
         self.step()
         synchronize(self.device)
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        if self.first_step_seconds is None:
+            self.first_step_seconds = seconds
+        return seconds
 
 
 def plain_run(
@@ -188,6 +205,8 @@ def interleaved_plain_run(
             elapsed = stepper.timed_step()
             if step >= warmup:
                 seconds[index] += elapsed
+    if kwargs.get("compiled"):
+        COMPILE_SECONDS.setdefault("plain loop", []).append(other.first_step_seconds)
     return steps * batch_size / seconds[0], steps * batch_size / seconds[1]
 
 
@@ -276,8 +295,12 @@ def bare_trainer_run(
     trainer.fit(module, datamodule=data)
 
 
-def zoo_run(args: argparse.Namespace, device: torch.device, out: str, timer: StepTimer) -> None:
-    """``vae-zoo fit --config configs/vae_mnist.yaml`` over the same steps, timed by ``timer``."""
+def zoo_run(
+    args: argparse.Namespace, device: torch.device, out: str, timer: StepTimer, compiled: bool = False
+) -> None:
+    """``vae-zoo fit --config configs/vae_mnist.yaml`` over the same steps, timed by ``timer``; with
+    ``compiled``, with ``--trainer.callbacks+=CompiledStep`` (whose first step, compilation
+    included, is recorded in :data:`COMPILE_SECONDS`)."""
     cli_args = [
         "--config",
         args.config,
@@ -304,15 +327,24 @@ def zoo_run(args: argparse.Namespace, device: torch.device, out: str, timer: Ste
         "--trainer.logger.save_dir",
         out,
     ]
+    if compiled:
+        cli_args += ["--trainer.callbacks+=vae_zoo.callbacks.CompiledStep"]
     cli = VaeZooCLI(*cli_classes(), args=cli_args, run=False)
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    for callback in cli.trainer.callbacks:
+        if isinstance(callback, CompiledStep):
+            COMPILE_SECONDS.setdefault("vae-zoo", []).append(callback.compile_seconds)
 
 
 def summary(values: list[float]) -> str:
     return (
         f"min {min(values):,.0f}  median {statistics.median(values):,.0f}  max {max(values):,.0f} samples/s"
     )
+
+
+def summary_seconds(values: list[float]) -> str:
+    return f"min {min(values):.1f}  median {statistics.median(values):.1f}  max {max(values):.1f} s"
 
 
 def ratios(name: str, values: list[float], references: list[float], what: str) -> str:
@@ -349,11 +381,18 @@ def main() -> None:
         help="interleave the plain loop's steps with each run's steps instead of alternating runs",
     )
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also the plain loop and vae-zoo with torch.compile'd steps (implies --lockstep): vae-zoo "
+        "compiled against the eager and against the compiled plain loop",
+    )
+    parser.add_argument(
         "--logger",
         default="lightning.pytorch.loggers.CSVLogger",
         help="the logger of the vae-zoo side (the command's default is vae_zoo.loggers.WandbLogger)",
     )
     args = parser.parse_args()
+    args.lockstep = args.lockstep or args.compile
     device = torch.device(args.device)
     data = MNISTDataModule(binarization="none", download=False)
     data.setup()
@@ -365,12 +404,14 @@ def main() -> None:
             return interleaved_plain_run(images, *sizes, **kwargs)
         return plain_run(images, *sizes, **kwargs)
 
-    def trained(train: Callable[[StepTimer], None]) -> float | tuple[float, float]:
+    def trained(
+        train: Callable[[StepTimer], None], compiled_plain: bool = False
+    ) -> float | tuple[float, float]:
         if not args.lockstep:
             timer = StepTimer(args.warmup, args.steps, args.batch_size, device)
             train(timer)
             return timer.samples_per_second
-        stepper = PlainStepper(images, args.batch_size, args.latent_dim)
+        stepper = PlainStepper(images, args.batch_size, args.latent_dim, compiled=compiled_plain)
         lockstep = Lockstep(args.warmup, args.steps, args.batch_size, stepper)
         train(lockstep)
         return lockstep.samples_per_second, lockstep.plain_samples_per_second
@@ -384,6 +425,12 @@ def main() -> None:
         runs["Trainer, plain model"] = lambda out: trained(lambda t: bare_trainer_run(args, device, False, t))
         runs["Trainer, zoo model"] = lambda out: trained(lambda t: bare_trainer_run(args, device, True, t))
     runs["vae-zoo"] = lambda out: trained(lambda t: zoo_run(args, device, out, t))
+    if args.compile:
+        runs["plain loop, compiled"] = lambda out: plain(compiled=True)
+        runs["vae-zoo compiled"] = lambda out: trained(lambda t: zoo_run(args, device, out, t, compiled=True))
+        runs["vae-zoo compiled vs compiled plain"] = lambda out: trained(
+            lambda t: zoo_run(args, device, out, t, compiled=True), compiled_plain=True
+        )
     results: dict[str, list] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as out:
         for repeat in range(args.repeats):
@@ -412,6 +459,8 @@ def main() -> None:
         for name, values in results.items():
             runs_, references = [run for run, _ in values], [reference for _, reference in values]
             print(ratios(name, runs_, references, "per run"))
+        for side, seconds in COMPILE_SECONDS.items():
+            print(f"compile time, {side} (first step, compilation included): {summary_seconds(seconds)}")
         return
     for name, values in results.items():
         print(f"{name + ':':{width}} {summary(values)}")
