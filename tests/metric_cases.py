@@ -35,6 +35,7 @@ def example_data() -> dict[str, torch.Tensor]:
         "clusters": torch.randint(0, 6, (N,), generator=generator),  # 6 clusters for 3 classes
         "labels": torch.randint(0, 3, (N,), generator=generator),
         "leaves": torch.randint(0, LEAVES, (N,), generator=generator),
+        "prior_draws": torch.randn(N, LATENT, generator=generator),
     }
 
 
@@ -97,6 +98,7 @@ CASES: dict[str, Case] = {
         lambda: metrics.DendrogramPurity(LEAVES, tree=lambda: MERGES),
         lambda m, d, s, _: m.update(d["leaves"][s], d["labels"][s]),
     ),
+    "PriorMMD": Case(metrics.PriorMMD, lambda m, d, s, _: m.update(d["loc"][s], d["prior_draws"][s])),
     "LeafPurity": Case(
         lambda: metrics.LeafPurity(LEAVES), lambda m, d, s, _: m.update(d["leaves"][s], d["labels"][s])
     ),

@@ -62,11 +62,19 @@ CONFIGS = {
     "ae_mnist.yaml": ([], "test/sq_error"),
     "gmm_mnist.yaml": (FAST_MIXTURE_INIT, "test/acc"),
     "hgmm_mnist.yaml": (FAST_MIXTURE_INIT, "test/tree"),
+    "vamp_mnist.yaml": ([], "test/elbo"),
+    "wae_mnist.yaml": ([], "test/prior_mmd"),
 }
 
 
 # configs whose IWAEEvaluation reports test/nll_iwae; k = 2 here, for time (it is last in their callbacks)
-IWAE_CONFIGS = {"vae_mnist.yaml", "beta_vae_mnist.yaml", "gmm_mnist.yaml", "hgmm_mnist.yaml"}
+IWAE_CONFIGS = {
+    "vae_mnist.yaml",
+    "beta_vae_mnist.yaml",
+    "gmm_mnist.yaml",
+    "hgmm_mnist.yaml",
+    "vamp_mnist.yaml",
+}
 FEW_IWAE_SAMPLES = ["--trainer.callbacks.num_samples", "2"]
 
 

@@ -13,6 +13,7 @@ from vae_zoo.metrics.latent import (
     gaussian_moments,
 )
 from vae_zoo.metrics.likelihood import IWAENegativeLogLikelihood, iwae_log_likelihood
+from vae_zoo.metrics.mmd import PriorMMD, imq_kernel, mmd_squared
 from vae_zoo.metrics.reconstruction import BinaryCrossEntropy, SquaredError
 
 __all__ = [
@@ -28,11 +29,14 @@ __all__ = [
     "KLPerDimension",
     "LeafPurity",
     "MutualInformation",
+    "PriorMMD",
     "SquaredError",
     "contingency_table",
     "dendrogram_purity",
     "gaussian_moments",
     "hungarian_accuracy",
+    "imq_kernel",
     "iwae_log_likelihood",
     "leaf_purity",
+    "mmd_squared",
 ]

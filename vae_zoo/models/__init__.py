@@ -7,6 +7,8 @@ from vae_zoo.models.base import LatentVariableModel, model_arguments
 from vae_zoo.models.gmm import GMMVAE
 from vae_zoo.models.hierarchical import HierarchicalGMMVAE
 from vae_zoo.models.vae import VAE, BetaVAE
+from vae_zoo.models.vamp import VampPrior, VampVAE
+from vae_zoo.models.wae import WAE
 
 
 def zoo_models() -> tuple[type[LatentVariableModel], ...]:
@@ -29,11 +31,14 @@ __all__ = [
     "ALL_MODELS",
     "GMMVAE",
     "VAE",
+    "WAE",
     "Autoencoder",
     "BetaVAE",
     "HierarchicalGMMVAE",
     "LatentVariableModel",
     "LinearAutoencoder",
+    "VampPrior",
+    "VampVAE",
     "model_arguments",
     "principal_angles",
 ]

@@ -41,7 +41,7 @@ from torchmetrics import Metric
 
 from vae_zoo.compat import HOOK_NAME_ATTRIBUTE
 from vae_zoo.likelihoods import LIKELIHOODS, BernoulliLikelihood, Likelihood, LikelihoodName, build_likelihood
-from vae_zoo.metrics import BinaryCrossEntropy, ExampleMean, SquaredError
+from vae_zoo.metrics import BinaryCrossEntropy, ExampleMean, PriorMMD, SquaredError
 from vae_zoo.nn import Architecture, build_decoder, build_encoder, check_architecture
 from vae_zoo.priors import Prior
 from vae_zoo.validation import (
@@ -351,8 +351,11 @@ class LatentVariableModel(L.LightningModule, ABC):
         :class:`EvaluatedBatch`) to the Metrics logged under ``stage/`` at the end of the epoch
         (means over all examples of all processes, in nats per example): ``loss`` (the
         batch's loss, for each of its examples), every term of :meth:`loss_terms`, ``sq_error``
-        (``||x - reconstruct(x)||^2``) and, with a Bernoulli likelihood, ``bce`` (the binary
-        cross-entropy of the reconstruction from the code :meth:`encode`). Subclasses add their
+        (``||x - reconstruct(x)||^2``), with a Bernoulli likelihood ``bce`` (the binary
+        cross-entropy of the reconstruction from the code :meth:`encode`), and for a model with a
+        prior ``prior_mmd``, the MMD between the aggregate posterior and the prior
+        (:class:`~vae_zoo.metrics.PriorMMD`, the direct measure of how far ``q(z)`` is from
+        ``p(z)``). Subclasses add their
         own with ``self.evaluation_metric(stage, name, factory).update(...)``: the one path by
         which every model's evaluation figures are logged (a Metric is logged in the epochs in
         which it was updated; those named in :attr:`progress_bar_metrics` also in the bar).
@@ -366,6 +369,18 @@ class LatentVariableModel(L.LightningModule, ABC):
             with torch.no_grad():
                 logits = self.decoder(self.encode(x))
             self.evaluation_metric(stage, "bce", BinaryCrossEntropy).update(logits, x)
+        if self.prior is not None and x.shape[0] >= 2:
+            with torch.no_grad():
+                codes = self.aggregate_posterior_draws(x)  # [B, D]
+                self.evaluation_metric(stage, "prior_mmd", PriorMMD).update(
+                    codes, self.prior.sample(x.shape[0])
+                )
+
+    def aggregate_posterior_draws(self, x: torch.Tensor) -> torch.Tensor:
+        """One draw of the code of each input, so that the batch is a sample of the aggregate
+        posterior ``q(z) = E_x q(z|x)``: [B, *shape] -> [B, D]; the code itself for a
+        deterministic encoder, a draw of ``q(z|x)`` for a stochastic one."""
+        return self.encode(x)
 
     def evaluation_metric(self, stage: str, name: str, factory: Callable[[], Metric]) -> Metric:
         """The Metric logged as ``stage/name``, made by ``factory()`` on first use (on this model's

@@ -67,6 +67,10 @@ class VAE(LatentVariableModel):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.posterior(x).mean
 
+    def aggregate_posterior_draws(self, x: torch.Tensor) -> torch.Tensor:
+        """One draw ``z ~ q(z|x)`` of each input: [B, *shape] -> [B, D]."""
+        return self.posterior(x).sample()
+
     @torch.no_grad()
     def predictions(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``mean`` and ``variance`` of the posterior ``q(z|x)``, each [B, D]."""

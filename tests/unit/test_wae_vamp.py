@@ -1,0 +1,122 @@
+"""The MMD and the two pieces built on the model shape: WAE-MMD (a regularizer) and the VampPrior
+(a prior)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from vae_zoo.metrics import imq_kernel, mmd_squared
+from vae_zoo.models import WAE, Autoencoder, VampPrior, VampVAE
+
+SMALL = {"input_shape": [1, 4, 4], "latent_dim": 2, "hidden_dims": [8]}
+SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def test_imq_kernel_and_mmd_follow_their_formulas() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 3, generator=generator), torch.randn(4, 3, generator=generator) + 1
+
+    def k(a: torch.Tensor, b: torch.Tensor) -> float:
+        squared = float(((a - b) ** 2).sum())
+        return sum(6 * s / (6 * s + squared) for s in SCALES)  # C = 2 D s, D = 3
+
+    assert math.isclose(imq_kernel(x, y)[2, 3].item(), k(x[2], y[3]), rel_tol=1e-6)
+    assert math.isclose(imq_kernel(x, x)[1, 1].item(), len(SCALES), rel_tol=1e-6)
+    within_x = sum(k(x[i], x[j]) for i in range(5) for j in range(5) if i != j) / 20
+    within_y = sum(k(y[i], y[j]) for i in range(4) for j in range(4) if i != j) / 12
+    between = sum(k(x[i], y[j]) for i in range(5) for j in range(4)) / 20
+    assert math.isclose(mmd_squared(x, y).item(), within_x + within_y - 2 * between, rel_tol=1e-5)
+
+
+def test_mmd_is_zero_in_expectation_for_one_distribution_and_positive_for_two() -> None:
+    torch.manual_seed(0)
+    same = torch.stack([mmd_squared(torch.randn(50, 4), torch.randn(50, 4)) for _ in range(200)])
+    assert abs(same.mean()) < 3 * same.std() / math.sqrt(200)  # unbiased: mean 0 within 3 s.e.
+    shifted = torch.stack([mmd_squared(torch.randn(50, 4) + 1.0, torch.randn(50, 4)) for _ in range(20)])
+    assert shifted.min() > same.max()
+
+
+def test_vamp_prior_is_the_mean_of_the_posteriors_at_its_pseudo_inputs() -> None:
+    torch.manual_seed(0)
+    model = VampVAE(num_pseudo_inputs=3, **SMALL)
+    prior = model.prior
+    assert isinstance(prior, VampPrior) and prior.pseudo_inputs.shape == (3, 1, 4, 4)
+    z = torch.randn(6, 2)
+    components = model.posterior(prior.pseudo_inputs)  # batch [3, 2]
+    by_hand = torch.stack(
+        [
+            torch.logsumexp(torch.stack([components.log_prob(z[b])[k].sum() for k in range(3)]), 0)
+            - math.log(3)
+            for b in range(6)
+        ]
+    )
+    torch.testing.assert_close(prior.log_prob(z), by_hand)
+    assert prior.sample(7).shape == (7, 2)
+
+
+def test_vamp_vae_kl_is_the_monte_carlo_estimate_and_trains_the_pseudo_inputs() -> None:
+    torch.manual_seed(0)
+    model = VampVAE(num_pseudo_inputs=4, **SMALL)
+    x = torch.bernoulli(torch.full((5, 1, 4, 4), 0.3))
+    torch.manual_seed(1)
+    terms = model.loss_terms(x)
+    torch.manual_seed(1)
+    posterior = model.posterior(x)
+    z = posterior.rsample()
+    torch.testing.assert_close(terms["kl"], posterior.log_prob(z).sum(-1) - model.prior.log_prob(z))
+    model.objective(terms).backward()
+    assert model.prior.pseudo_input_weights.grad.abs().sum() > 0
+
+
+def test_wae_penalises_the_batch_mmd_and_pulls_the_codes_to_the_prior() -> None:
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.rand(64, 1, 4, 4))
+    model = WAE(mmd_weight=5.0, **SMALL)
+    torch.manual_seed(2)
+    terms = model.loss_terms(x)
+    torch.manual_seed(2)
+    z = model.encode(x)
+    torch.testing.assert_close(terms["mmd"], mmd_squared(z, model.prior.sample(64)).expand(64))
+    assert model.loss_weights() == {"recon": 1.0, "mmd": 5.0}
+
+    def trained_mmd(weight: float) -> float:
+        torch.manual_seed(0)
+        wae = WAE(mmd_weight=weight, **SMALL)
+        optimizer = torch.optim.Adam(wae.parameters(), lr=0.01)
+        for _ in range(150):
+            loss = wae.objective(wae.loss_terms(x))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        torch.manual_seed(3)
+        with torch.no_grad():
+            return float(
+                torch.stack([mmd_squared(wae.encode(x), torch.randn(64, 2)) for _ in range(20)]).mean()
+            )
+
+    assert trained_mmd(100.0) < 0.5 * trained_mmd(0.0)
+    assert model.sample(3).shape == (3, 1, 4, 4)
+
+
+def test_prior_mmd_is_logged_for_every_model_with_a_prior(tmp_path: Path) -> None:
+    x = torch.bernoulli(torch.rand(40, 1, 4, 4))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=20)
+    logged = {}
+    for model in (WAE(**SMALL), VampVAE(num_pseudo_inputs=3, **SMALL), Autoencoder(**SMALL)):
+        trainer = L.Trainer(
+            default_root_dir=tmp_path,
+            max_epochs=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            accelerator="cpu",
+        )
+        trainer.fit(model, loader, loader)
+        logged[type(model).__name__] = trainer.callback_metrics.get("val/prior_mmd")
+    assert torch.isfinite(logged["WAE"]) and torch.isfinite(logged["VampVAE"])
+    assert logged["Autoencoder"] is None  # no prior, no MMD to it
