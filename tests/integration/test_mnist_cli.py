@@ -63,6 +63,7 @@ CONFIGS = {
     "gmm_mnist.yaml": (FAST_MIXTURE_INIT, "test/acc"),
     "hgmm_mnist.yaml": (FAST_MIXTURE_INIT, "test/tree"),
     "vamp_mnist.yaml": ([], "test/elbo"),
+    "gmvae_mnist.yaml": ([], "test/acc"),
     "wae_mnist.yaml": ([], "test/prior_mmd"),
 }
 

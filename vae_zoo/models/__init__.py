@@ -5,6 +5,7 @@ import inspect
 from vae_zoo.models.autoencoder import Autoencoder, LinearAutoencoder, principal_angles
 from vae_zoo.models.base import LatentVariableModel, model_arguments
 from vae_zoo.models.gmm import GMMVAE
+from vae_zoo.models.gmvae import GMVAE
 from vae_zoo.models.hierarchical import HierarchicalGMMVAE
 from vae_zoo.models.vae import VAE, BetaVAE
 from vae_zoo.models.vamp import VampPrior, VampVAE
@@ -30,6 +31,7 @@ ALL_MODELS: tuple[type[LatentVariableModel], ...] = zoo_models()
 __all__ = [
     "ALL_MODELS",
     "GMMVAE",
+    "GMVAE",
     "VAE",
     "WAE",
     "Autoencoder",

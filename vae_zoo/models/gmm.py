@@ -16,7 +16,7 @@ from torchmetrics.clustering import AdjustedRandScore, NormalizedMutualInfoScore
 from vae_zoo.consensus import agreement_matrix, medoid_index, umap_gmm_clustering
 from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import fit_diagonal_gmm, gmm_from_assignment, split_clusters
-from vae_zoo.models.base import EvaluatedBatch, check_int, fused_adam_supported
+from vae_zoo.models.base import EvaluatedBatch, LatentVariableModel, check_int, fused_adam_supported
 from vae_zoo.models.vae import VAE
 from vae_zoo.priors import GaussianMixture
 from vae_zoo.spectral import spectral_clustering
@@ -37,6 +37,25 @@ CLUSTERING_METRICS: dict[str, Callable[[], Metric]] = {
     "nmi": partial(NormalizedMutualInfoScore, average_method="arithmetic"),
     "ari": AdjustedRandScore,
 }
+
+
+def score_clusters(
+    model: LatentVariableModel, clusters: torch.Tensor, labels: torch.Tensor, stage: str
+) -> None:
+    """Add ``clusters`` [B] (int64) against ``labels`` [B] to ``model``'s metrics of
+    :data:`CLUSTERING_METRICS` under ``stage``. Labels stored as floats are used when they are
+    whole numbers (class indices); other values are refused."""
+    if labels.is_floating_point():
+        if not torch.equal(labels, labels.round()):
+            raise ValueError(
+                f"the clustering metrics need class labels (whole numbers); the batch's labels are "
+                f"{labels.dtype} values such as {labels[labels != labels.round()][0].item():g}"
+            )
+        labels = labels.long()
+    for name, factory in CLUSTERING_METRICS.items():
+        model.evaluation_metric(stage, name, factory).update(clusters, labels)
+
+
 PriorInit = Literal["em", "spectral", "consensus"]
 PRIOR_INITS: tuple[str, ...] = ("em", "spectral", "consensus")
 
@@ -282,9 +301,8 @@ class GMMVAE(VAE):
 
     def update_clustering_metrics(self, clusters: torch.Tensor, labels: torch.Tensor, stage: str) -> None:
         """Add the predicted ``clusters`` [B] and true ``labels`` [B] of a batch to the
-        clustering metrics of ``stage`` (:data:`CLUSTERING_METRICS`); subclasses add theirs."""
-        for name, factory in CLUSTERING_METRICS.items():
-            self.evaluation_metric(stage, name, factory).update(clusters, labels)
+        clustering metrics of ``stage`` (:func:`score_clusters`); subclasses add theirs."""
+        score_clusters(self, clusters, labels, stage)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam as the base class's; with ``prior_lr``, in two groups: the prior's parameters at

@@ -1,5 +1,5 @@
-"""The MMD and the two pieces built on the model shape: WAE-MMD (a regularizer) and the VampPrior
-(a prior)."""
+"""The MMD and the pieces built on the model shape: WAE-MMD (a regularizer), the VampPrior (a
+prior) and the GMVAE's mixture posterior (a posterior)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import math
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
+from torch.distributions import Normal
 
-from vae_zoo.metrics import imq_kernel, mmd_squared
-from vae_zoo.models import WAE, Autoencoder, VampPrior, VampVAE
+from vae_zoo.metrics import ClusteringAccuracy, imq_kernel, mmd_squared
+from vae_zoo.models import GMVAE, WAE, Autoencoder, VampPrior, VampVAE
+from vae_zoo.models.gmm import score_clusters
 
 SMALL = {"input_shape": [1, 4, 4], "latent_dim": 2, "hidden_dims": [8]}
 SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -120,3 +123,35 @@ def test_prior_mmd_is_logged_for_every_model_with_a_prior(tmp_path: Path) -> Non
         logged[type(model).__name__] = trainer.callback_metrics.get("val/prior_mmd")
     assert torch.isfinite(logged["WAE"]) and torch.isfinite(logged["VampVAE"])
     assert logged["Autoencoder"] is None  # no prior, no MMD to it
+
+
+def test_gmvae_bound_sums_over_the_components_exactly() -> None:
+    torch.manual_seed(0)
+    model = GMVAE(num_components=3, **SMALL)
+    x = torch.bernoulli(torch.full((4, 1, 4, 4), 0.3))
+    torch.manual_seed(5)
+    terms = model.loss_terms(x)
+    torch.manual_seed(5)
+    components, gaussians = model.mixture_posterior(x)
+    z = gaussians.rsample()  # [4, 3, 2]
+    q = components.probs
+    recon, kl = torch.zeros(4), torch.zeros(4)
+    for c in range(3):
+        logits = model.decoder(z[:, c])
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
+        prior_c = Normal(model.prior.means[c], torch.exp(0.5 * model.prior.log_variances[c]))
+        log_q = Normal(gaussians.loc[:, c], gaussians.scale[:, c]).log_prob(z[:, c]).sum(-1)
+        recon += q[:, c] * bce
+        kl += q[:, c] * (log_q - prior_c.log_prob(z[:, c]).sum(-1)) + q[:, c] * (q[:, c].log() + math.log(3))
+    torch.testing.assert_close(terms["recon"], recon)
+    torch.testing.assert_close(terms["kl"], kl)
+    assert torch.equal(model.predict_cluster(x), q.argmax(-1))
+    torch.testing.assert_close(model.encode(x), (q.unsqueeze(-1) * gaussians.mean).sum(1))
+
+
+def test_clusters_are_scored_against_whole_number_labels_only() -> None:
+    model = GMVAE(num_components=2, **SMALL)
+    score_clusters(model, torch.tensor([0, 1, 1]), torch.tensor([1.0, 0.0, 0.0]), "val")
+    assert float(model.evaluation_metric("val", "acc", ClusteringAccuracy).compute()) == 1.0
+    with pytest.raises(ValueError, match=r"need class labels .*such as 0\.5"):
+        score_clusters(model, torch.tensor([0, 1]), torch.tensor([0.5, 1.0]), "val")
