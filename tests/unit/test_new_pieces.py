@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from vae_zoo.metrics import ClusteringAccuracy, imq_kernel, mmd_squared
-from vae_zoo.models import GMVAE, WAE, Autoencoder, VampPrior, VampVAE
+from vae_zoo.metrics import ClusteringAccuracy, LeNetFeatures, frechet_distance, imq_kernel, mmd_squared
+from vae_zoo.models import GMVAE, VAE, WAE, Autoencoder, VampPrior, VampVAE
 from vae_zoo.models.gmm import score_clusters
 
 SMALL = {"input_shape": [1, 4, 4], "latent_dim": 2, "hidden_dims": [8]}
@@ -155,3 +155,35 @@ def test_clusters_are_scored_against_whole_number_labels_only() -> None:
     assert float(model.evaluation_metric("val", "acc", ClusteringAccuracy).compute()) == 1.0
     with pytest.raises(ValueError, match=r"need class labels .*such as 0\.5"):
         score_clusters(model, torch.tensor([0, 1]), torch.tensor([0.5, 1.0]), "val")
+
+
+def test_frechet_distance_is_the_closed_form_between_the_feature_gaussians() -> None:
+    from scipy.linalg import sqrtm
+
+    class Identity(torch.nn.Module):
+        num_features = 3
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(x.shape[0], -1).double()
+
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(3000, 3, generator=generator, dtype=torch.float64)
+    fake = torch.randn(3000, 3, generator=generator, dtype=torch.float64) * 2 + 1
+    mean_r, mean_f = real.mean(0), fake.mean(0)
+    cov_r, cov_f = torch.cov(real.T), torch.cov(fake.T)
+    closed = (
+        (mean_r - mean_f).square().sum()
+        + torch.trace(cov_r + cov_f)
+        - 2 * sqrtm((cov_r @ cov_f).numpy()).real.trace()
+    )
+    assert math.isclose(frechet_distance(Identity(), real, fake), float(closed), rel_tol=1e-6)
+    chunks = iter(real.split(1000))  # a "sampler" that returns the real images, batch by batch
+    assert frechet_distance(Identity(), real, lambda n: next(chunks)[:n], num_fake=3000) < 1e-6
+
+
+def test_lenet_gives_84_features_and_10_logits_and_samples_are_scored_through_it() -> None:
+    network = LeNetFeatures().eval()
+    images = torch.rand(5, 1, 28, 28)
+    assert network(images).shape == (5, 84) and network.logits(images).shape == (5, 10)
+    model = VAE(latent_dim=2, hidden_dims=[8])
+    assert math.isfinite(frechet_distance(network, torch.rand(40, 1, 28, 28), model.sample, num_fake=40))

@@ -15,6 +15,7 @@ from vae_zoo.metrics.latent import (
 from vae_zoo.metrics.likelihood import IWAENegativeLogLikelihood, iwae_log_likelihood
 from vae_zoo.metrics.mmd import PriorMMD, imq_kernel, mmd_squared
 from vae_zoo.metrics.reconstruction import BinaryCrossEntropy, SquaredError
+from vae_zoo.metrics.sample_quality import LeNetFeatures, frechet_distance
 
 __all__ = [
     "ELBO",
@@ -27,12 +28,14 @@ __all__ = [
     "ExampleMean",
     "IWAENegativeLogLikelihood",
     "KLPerDimension",
+    "LeNetFeatures",
     "LeafPurity",
     "MutualInformation",
     "PriorMMD",
     "SquaredError",
     "contingency_table",
     "dendrogram_purity",
+    "frechet_distance",
     "gaussian_moments",
     "hungarian_accuracy",
     "imq_kernel",
