@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                       # CPU, batch 128, 5 alternations
     python benchmarks/throughput.py --device cuda --repeats 7 --steps 400
     python benchmarks/throughput.py --compile              # also torch.compile'd steps, in lockstep
+    python benchmarks/throughput.py --device cuda --compile --compile-mode reduce-overhead   # CUDA graphs
 
 Both sides train the MLP VAE 784-512-256-16 (Bernoulli likelihood, dynamic binarization,
 Adam 1e-3) on the MNIST training split held as one tensor on ``--device``:
@@ -139,6 +140,7 @@ class PlainStepper:
         zoo_model: bool = False,
         fused: bool = True,
         compiled: bool = False,
+        compile_mode: str = "default",
     ) -> None:
         self.images = images
         self.batch_size = batch_size
@@ -150,7 +152,7 @@ class PlainStepper:
         self.order = torch.randperm(images.shape[0], device=self.device)
         self.count = 0
         loss = (lambda x: self.model.loss_and_terms(x)[0]) if zoo_model else self.model.loss
-        self.loss = torch.compile(loss) if compiled else loss
+        self.loss = torch.compile(loss, mode=compile_mode) if compiled else loss
         self.first_step_seconds: float | None = None
 
     def step(self) -> None:
@@ -328,7 +330,11 @@ def zoo_run(
         out,
     ]
     if compiled:
-        cli_args += ["--trainer.callbacks+=vae_zoo.callbacks.CompiledStep"]
+        cli_args += [
+            "--trainer.callbacks+=vae_zoo.callbacks.CompiledStep",
+            "--trainer.callbacks.mode",
+            args.compile_mode,
+        ]
     cli = VaeZooCLI(*cli_classes(), args=cli_args, run=False)
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -387,6 +393,12 @@ def main() -> None:
         "compiled against the eager and against the compiled plain loop",
     )
     parser.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+        help="torch.compile's mode on both sides with --compile (reduce-overhead: CUDA graphs on a GPU)",
+    )
+    parser.add_argument(
         "--logger",
         default="lightning.pytorch.loggers.CSVLogger",
         help="the logger of the vae-zoo side (the command's default is vae_zoo.loggers.WandbLogger)",
@@ -411,7 +423,9 @@ def main() -> None:
             timer = StepTimer(args.warmup, args.steps, args.batch_size, device)
             train(timer)
             return timer.samples_per_second
-        stepper = PlainStepper(images, args.batch_size, args.latent_dim, compiled=compiled_plain)
+        stepper = PlainStepper(
+            images, args.batch_size, args.latent_dim, compiled=compiled_plain, compile_mode=args.compile_mode
+        )
         lockstep = Lockstep(args.warmup, args.steps, args.batch_size, stepper)
         train(lockstep)
         return lockstep.samples_per_second, lockstep.plain_samples_per_second
@@ -426,7 +440,7 @@ def main() -> None:
         runs["Trainer, zoo model"] = lambda out: trained(lambda t: bare_trainer_run(args, device, True, t))
     runs["vae-zoo"] = lambda out: trained(lambda t: zoo_run(args, device, out, t))
     if args.compile:
-        runs["plain loop, compiled"] = lambda out: plain(compiled=True)
+        runs["plain loop, compiled"] = lambda out: plain(compiled=True, compile_mode=args.compile_mode)
         runs["vae-zoo compiled"] = lambda out: trained(lambda t: zoo_run(args, device, out, t, compiled=True))
         runs["vae-zoo compiled vs compiled plain"] = lambda out: trained(
             lambda t: zoo_run(args, device, out, t, compiled=True), compiled_plain=True
@@ -450,6 +464,7 @@ def main() -> None:
         f"hardware: {hardware()}; batch {args.batch_size}; "
         f"{args.steps} timed steps after {args.warmup}; logger of vae-zoo: {args.logger}"
         + ("; lockstep: each run against its own interleaved plain loop" if args.lockstep else "")
+        + (f"; torch.compile mode {args.compile_mode}" if args.compile else "")
     )
     width = max(len(name) for name in results) + 1
     if args.lockstep:
