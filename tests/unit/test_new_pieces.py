@@ -102,6 +102,8 @@ def test_wae_penalises_the_batch_mmd_and_pulls_the_codes_to_the_prior() -> None:
             )
 
     assert trained_mmd(100.0) < 0.5 * trained_mmd(0.0)
+    single = model.loss_terms(x[:1])  # one example: no MMD estimate, no penalty
+    assert single["mmd"].tolist() == [0.0] and single["recon"].shape == (1,)
     assert model.sample(3).shape == (3, 1, 4, 4)
 
 

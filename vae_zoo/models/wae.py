@@ -23,7 +23,8 @@ class WAE(LatentVariableModel):
     towards ``N(0, I)``; the WAE asks only that the *aggregate* posterior ``q(z) = E_x q(z|x)``
     match the prior, and lets each code be as sharp as reconstruction wants. :meth:`sample`
     decodes prior draws. The penalty is one number per batch; ``loss_terms`` repeats it for each
-    example (its batch mean is the penalty).
+    example (its batch mean is the penalty). A batch of one example (the last of an epoch, say)
+    has no MMD estimate and no penalty.
 
     Args:
         mmd_weight: ``lambda``, the weight of the MMD penalty.
@@ -43,6 +44,8 @@ class WAE(LatentVariableModel):
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.encode(x)  # [B, D]
         recon = -self.likelihood.log_prob(x, self.decoder(z))  # [B]
+        if z.shape[0] < 2:  # one code says nothing about the aggregate: no estimate, no penalty
+            return {"recon": recon, "mmd": torch.zeros_like(recon)}
         mmd = mmd_squared(z, self.prior.sample(z.shape[0]))  # []
         return {"recon": recon, "mmd": mmd.expand(z.shape[0])}
 
