@@ -266,11 +266,9 @@ class LatentVariableModel(L.LightningModule, ABC):
 
     #: a compiled :meth:`loss_and_terms` that training steps call instead (set by
     #: :class:`~vae_zoo.callbacks.CompiledStep` for the duration of ``fit``); None: eager
-    compiled_loss_and_terms: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]] | None = (
-        None
-    )
+    compiled_loss_and_terms: Callable[[torch.Tensor], LossAndTerms] | None = None
 
-    def loss_and_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_and_terms(self, x: torch.Tensor) -> LossAndTerms:
         """The pure tensor work of a training step: ``(objective(terms), terms)`` with
         ``terms = loss_terms(x)``; [B, *shape] -> ([], {name: [B]})."""
         terms = self.loss_terms(x)
@@ -355,8 +353,8 @@ class LatentVariableModel(L.LightningModule, ABC):
         cross-entropy of the reconstruction from the code :meth:`encode`), and for a model with a
         prior ``prior_mmd``, the MMD between the aggregate posterior and the prior
         (:class:`~vae_zoo.metrics.PriorMMD`, the direct measure of how far ``q(z)`` is from
-        ``p(z)``). Subclasses add their
-        own with ``self.evaluation_metric(stage, name, factory).update(...)``: the one path by
+        ``p(z)``). Subclasses add their own with
+        ``self.evaluation_metric(stage, name, factory).update(...)``: the one path by
         which every model's evaluation figures are logged (a Metric is logged in the epochs in
         which it was updated; those named in :attr:`progress_bar_metrics` also in the bar).
         """
