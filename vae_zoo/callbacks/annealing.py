@@ -88,6 +88,7 @@ class KLAnnealing(Callback):
         self.end = end
         self.free_bits = free_bits
         self.free_bits_groups = free_bits_groups
+        self._attached: KLSchedule | None = None  # the schedule given to the model at setup
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not hasattr(pl_module, "kl_schedule"):
@@ -96,7 +97,7 @@ class KLAnnealing(Callback):
                 f"{type(pl_module).__name__} has none"
             )
         own = pl_module.kl_schedule
-        if own is not None and own is not getattr(self, "_attached", None):
+        if own is not None and own is not self._attached:
             raise ConfigurationError(
                 f"KLAnnealing and {type(pl_module).__name__}'s own KL schedule ({own.schedule}, from its "
                 "arguments, e.g. BetaVAE's capacity_max) would both set the KL weight; keep one of them"
@@ -114,5 +115,5 @@ class KLAnnealing(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restores ``end`` (the final weight fixed when the run started) on resume."""
         self.end = state_dict["end"]
-        if getattr(self, "_attached", None) is not None:
+        if self._attached is not None:
             self._attached = dataclasses.replace(self._attached, end=self.end)
