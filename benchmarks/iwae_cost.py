@@ -22,16 +22,11 @@ import sys
 import time
 
 import torch
-from common import hardware
+from common import hardware, synchronize
 
 from vae_zoo.data import MNISTDataModule
 from vae_zoo.metrics import IWAENegativeLogLikelihood
 from vae_zoo.models import VAE
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:

@@ -66,7 +66,7 @@ from collections.abc import Callable, Iterable
 
 import lightning as L
 import torch
-from common import hardware
+from common import hardware, synchronize
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
@@ -78,11 +78,6 @@ from vae_zoo.models.base import fused_adam_supported
 
 #: the first step of each compiled run, compilation included (seconds), by side
 COMPILE_SECONDS: dict[str, list[float]] = {}
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class PlainVAE(nn.Module):
