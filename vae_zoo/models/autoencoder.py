@@ -210,9 +210,12 @@ class LinearAutoencoder(Autoencoder):
         """``W_d`` [d, k]: its columns span the learned subspace."""
         return self.decoder[0][0].weight
 
-    def squared_error(self, x: torch.Tensor) -> torch.Tensor:
-        """``||x - x_hat||^2`` of each example: [B, *shape] -> [B]."""
-        return (x - self.reconstruct(x)).flatten(1).square().sum(-1)
+    def code_and_squared_error(self, x: torch.Tensor) -> torch.Tensor:
+        """The code of each example and its ``||x - x_hat||^2``, from one encoding:
+        [B, *shape] -> [B, D + 1]."""
+        z = self.encode(x)  # [B, D]
+        error = (x - self.decode(z)).flatten(1).square().sum(-1)  # [B]
+        return torch.cat([z, error.unsqueeze(-1)], -1)
 
     @torch.no_grad()
     def fit_pca(self, x: torch.Tensor) -> torch.Tensor:
@@ -264,13 +267,12 @@ class LinearAutoencoder(Autoencoder):
             self.closed_form_fitted.fill_(False)  # gradient steps have moved it off the optimum
         if bool(self.closed_form_fitted):
             return
+        outputs = self.map_training_set(self.code_and_squared_error)  # [N, D + 1], one pass
+        codes, errors = outputs[:, :-1], outputs[:, -1]
         noise = None
         if self.data_dim > self.latent_dim:
-            noise = float(self.map_training_set(self.squared_error).mean()) / (
-                self.data_dim - self.latent_dim
-            )
-        self.fit_latent_density(self.map_training_set(self.encode), noise)
-        self._density_step = self.global_step
+            noise = float(errors.mean()) / (self.data_dim - self.latent_dim)
+        self.fit_latent_density(codes, noise)
 
     def on_train_start(self) -> None:
         if self.closed_form and not bool(self.closed_form_fitted):
