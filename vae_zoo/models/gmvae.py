@@ -18,6 +18,11 @@ from vae_zoo.validation import MAX_COMPONENTS
 POSTERIOR_LOG_VARIANCE_BOUNDS = (-14.0, 8.0)
 
 
+def posterior_mean(components: Categorical, gaussians: Normal) -> torch.Tensor:
+    """``E_q[z] = sum_c q(c|x) mu_c(x)``: ``q(c|x)`` [B, K] and ``q(z|x,c)`` [B, K, D] -> [B, D]."""
+    return (components.probs.unsqueeze(-1) * gaussians.mean).sum(-2)
+
+
 class GMVAE(LatentVariableModel):
     """A two-level latent variable ``(c, z)``: the posterior first picks a component,
     ``q(c|x) = Cat(softmax(l(x)))``, then a Gaussian ``q(z|x,c) = N(mu_c(x), diag sigma_c^2(x))``;
@@ -68,8 +73,7 @@ class GMVAE(LatentVariableModel):
         return Categorical(logits=logits, validate_args=False), gaussians
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        components, gaussians = self.mixture_posterior(x)
-        return (components.probs.unsqueeze(-1) * gaussians.mean).sum(-2)  # [B, D]
+        return posterior_mean(*self.mixture_posterior(x))
 
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         components, gaussians = self.mixture_posterior(x)
@@ -125,9 +129,5 @@ class GMVAE(LatentVariableModel):
         """``code`` (the posterior mean) [B, D], ``cluster`` [B] and ``responsibilities``
         ``q(c|x)`` [B, K]."""
         components, gaussians = self.mixture_posterior(x)
-        q = components.probs
-        return {
-            "code": (q.unsqueeze(-1) * gaussians.mean).sum(-2),
-            "cluster": q.argmax(-1),
-            "responsibilities": q,
-        }
+        q = components.probs  # [B, K]
+        return {"code": posterior_mean(components, gaussians), "cluster": q.argmax(-1), "responsibilities": q}
