@@ -68,6 +68,9 @@ class CompiledStep(Callback):
     ) -> None:
         if self.compile_seconds is None and self._first_step_started is None:
             self._first_step_started = time.perf_counter()
+        # with CUDA graphs (reduce-overhead, max-autotune on a GPU), the outputs of the last step's
+        # graph may be overwritten from here on: a new step, not a second call within the same one
+        torch.compiler.cudagraph_mark_step_begin()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
