@@ -57,7 +57,7 @@ fi
 
 if [ "$phase" = suite ] || [ "$phase" = all ]; then
   # the suite (pytest-xdist, pytest-timeout) beside the configs' runs, one config at a time
-  step tests 330 python -m pytest -q -p no:cacheprovider -n 6 --timeout 240 &
+  step tests 330 python -m pytest -v -rfE -p no:cacheprovider -n 6 --timeout 240 &  # -v: each result as it comes
   export -f smoke
   for config in configs/*_mnist.yaml; do
     step "smoke_$(basename "$config" .yaml)" 120 bash -c 'smoke "$0"' "$config"

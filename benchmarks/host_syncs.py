@@ -10,9 +10,9 @@ a CSV logger writing every ``--log-every`` steps) with PyTorch's synchronisation
 not log to the start of the next one: the model's step, the backward pass, the optimizer, every
 callback's per-step hooks and the fetching of the next batch. Each operation that waits for the
 device (``.item()``, a copy to the host, ``nonzero``, ...) warns; the script prints each place
-once with its count, the innermost frames of ``vae_zoo`` and ``lightning`` that led to it, and
-the command. Arguments after ``--`` go to ``vae-zoo fit``. None found is the library's promise:
-a step that does not log never synchronises with the host.
+once with its count, the innermost eight frames of ``vae_zoo``, ``lightning`` and
+``torch.optim`` that led to it, and the command. Arguments after ``--`` go to ``vae-zoo fit``.
+None found is the library's promise: a step that does not log never synchronises with the host.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
             for frame in traceback.extract_stack()[:-1]
             if "vae_zoo" in frame.filename or "lightning" in frame.filename or "torch/optim" in frame.filename
         ]
-        places[(str(message).splitlines()[0], f"{filename}:{lineno}", *frames[-4:])] += 1
+        places[(str(message).splitlines()[0], f"{filename}:{lineno}", *frames[-8:])] += 1
 
     watch = SyncWatch(args.log_every, args.steps - 1)
     with tempfile.TemporaryDirectory() as out:

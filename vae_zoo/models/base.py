@@ -290,11 +290,20 @@ class LatentVariableModel(L.LightningModule, ABC):
             }
             metrics.pop("train/loss", None)
             self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=x.shape[0])
-            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+            self._log_bar_loss(loss)
         elif self._redraws_progress_bar(batch_idx):
-            # the value the bar shows; the loggers write only on the steps above
-            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+            self._log_bar_loss(loss)  # the value the bar shows; the loggers write only on the steps above
         return {"loss": loss, "terms": {name: term.detach() for name, term in terms.items()}}
+
+    def _log_bar_loss(self, loss: torch.Tensor) -> None:
+        """Log ``train/loss`` for the progress bar (and the loggers), as a value on the host.
+
+        Lightning converts each progress-bar value it holds to a Python number at the end of
+        every training step until the epoch ends, not only on the step that logged it: a value
+        left on a GPU would make every later step wait for the device (``benchmarks/host_syncs.py``
+        found it on 68 of 116 steps that did not log). Copied here, it waits on this step alone.
+        """
+        self.log("train/loss", loss.detach().cpu(), on_step=True, on_epoch=False, prog_bar=True)
 
     def _writes_step_logs(self) -> bool:
         """Whether the trainer writes step metrics after this step (every ``log_every_n_steps``).
