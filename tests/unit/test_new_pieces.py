@@ -151,6 +151,32 @@ def test_gmvae_bound_sums_over_the_components_exactly() -> None:
     torch.testing.assert_close(model.encode(x), (q.unsqueeze(-1) * gaussians.mean).sum(1))
 
 
+@pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])
+def test_gmvae_gives_back_the_information_so_that_the_aggregate_is_matched(weight: float) -> None:
+    torch.manual_seed(0)
+    model = GMVAE(num_components=3, information_weight=weight, **SMALL)
+    x = torch.bernoulli(torch.full((6, 1, 4, 4), 0.3))
+    terms = model.loss_terms(x)
+    q = model.mixture_posterior(x)[0].probs  # [6, 3]
+    aggregate = q.mean(0)
+    per_example = (q * (q.log() - aggregate.log())).sum(-1)  # KL(q(c|x) || q(c)), by hand
+    torch.testing.assert_close(terms["info"], per_example)
+    # ELBO surgery: the batch mean of KL(q(c|x) || p(c)) is the information plus KL(q(c) || p(c))
+    categorical = (q * (q.log() + math.log(3))).sum(-1)
+    aggregate_kl = (aggregate * (aggregate.log() + math.log(3))).sum()
+    torch.testing.assert_close(categorical.mean(), per_example.mean() + aggregate_kl)
+    expected = (terms["recon"] + terms["kl"] - weight * per_example).mean()
+    torch.testing.assert_close(model.objective(terms), expected)
+    elbo = model.stage_metrics(model.objective(terms), terms, "val")["val/elbo"]
+    torch.testing.assert_close(elbo, -(terms["recon"] + terms["kl"]).mean())  # the bound, whatever the weight
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5, "1", True])
+def test_gmvae_refuses_an_information_weight_outside_zero_one(weight: object) -> None:
+    with pytest.raises(ValueError, match="information_weight must be"):
+        GMVAE(num_components=3, information_weight=weight, **SMALL)
+
+
 def test_clusters_are_scored_against_whole_number_labels_only() -> None:
     model = GMVAE(num_components=2, **SMALL)
     score_clusters(model, torch.tensor([0, 1, 1]), torch.tensor([1.0, 0.0, 0.0]), "val")
