@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import platform
+from pathlib import Path
 
 import torch
+
+from vae_zoo.models.base import LatentVariableModel
 
 
 def hardware() -> str:
@@ -19,3 +23,15 @@ def synchronize(device: torch.device) -> None:
     measures the work, not its launch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def load_model(path: Path) -> LatentVariableModel:
+    """The model of a checkpoint written by ``vae-zoo fit`` (its class from the checkpoint)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    class_path = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+    if class_path is None:
+        raise SystemExit(f"{path}: no model class in the checkpoint (write it with `vae-zoo fit`)")
+    module, name = class_path.rsplit(".", 1)
+    return (
+        getattr(importlib.import_module(module), name).load_from_checkpoint(path, map_location="cpu").eval()
+    )

@@ -16,18 +16,16 @@ test split. Lower is better; compare only figures made with the same classifier 
 from __future__ import annotations
 
 import argparse
-import importlib
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
-from common import hardware
+from common import hardware, load_model
 
 from vae_zoo.data import MNISTDataModule
 from vae_zoo.metrics import LeNetFeatures, frechet_distance
-from vae_zoo.models import LatentVariableModel
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int) -> LeNetFeatures:
@@ -44,18 +42,6 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int) ->
             loss.backward()
             optimizer.step()
     return network.eval()
-
-
-def load_model(path: Path) -> LatentVariableModel:
-    """The model of a checkpoint written by ``vae-zoo fit`` (its class from the checkpoint)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    class_path = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
-    if class_path is None:
-        raise SystemExit(f"{path}: no model class in the checkpoint (write it with `vae-zoo fit`)")
-    module, name = class_path.rsplit(".", 1)
-    return (
-        getattr(importlib.import_module(module), name).load_from_checkpoint(path, map_location="cpu").eval()
-    )
 
 
 def main() -> None:
