@@ -41,15 +41,23 @@ def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -
 
 
 def check_number(
-    name: str, value: Any, minimum: float = -math.inf, strict: bool = False, optional: bool = False
+    name: str,
+    value: Any,
+    minimum: float = -math.inf,
+    strict: bool = False,
+    optional: bool = False,
+    maximum: float = math.inf,
 ) -> None:
     """Raise a ``ValueError`` naming ``name`` unless ``value`` is a finite number ``>= minimum``
-    (``> minimum`` when ``strict``), or ``None`` when ``optional``."""
+    (``> minimum`` when ``strict``) and ``<= maximum``, or ``None`` when ``optional``."""
     if optional and value is None:
         return
-    if is_number(value) and math.isfinite(value) and (value > minimum if strict else value >= minimum):
+    above = is_number(value) and (value > minimum if strict else value >= minimum)
+    if above and math.isfinite(value) and value <= maximum:
         return
-    if minimum == 0 and strict:
+    if maximum < math.inf:
+        what = f"a number in {'(' if strict else '['}{minimum:g}, {maximum:g}]"
+    elif minimum == 0 and strict:
         what = "a positive finite number"
     elif minimum > -math.inf:
         what = f"a finite number {'>' if strict else '>='} {minimum:g}"

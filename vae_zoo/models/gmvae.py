@@ -13,7 +13,7 @@ from vae_zoo.models.base import EvaluatedBatch, LatentVariableModel, check_int
 from vae_zoo.models.gmm import score_clusters
 from vae_zoo.nn import soft_clamp
 from vae_zoo.priors import GaussianMixture
-from vae_zoo.validation import MAX_COMPONENTS
+from vae_zoo.validation import MAX_COMPONENTS, check_number
 
 POSTERIOR_LOG_VARIANCE_BOUNDS = (-14.0, 8.0)
 
@@ -64,10 +64,7 @@ class GMVAE(LatentVariableModel):
 
     def __init__(self, num_components: int = 10, information_weight: float = 1.0, **kwargs: Any) -> None:
         check_int("num_components", num_components, minimum=2, maximum=MAX_COMPONENTS)
-        if isinstance(information_weight, bool) or not isinstance(information_weight, (int, float)):
-            raise ValueError(f"information_weight must be a number in [0, 1]; got {information_weight!r}")
-        if not 0.0 <= information_weight <= 1.0:
-            raise ValueError(f"information_weight must be in [0, 1]; got {information_weight}")
+        check_number("information_weight", information_weight, minimum=0, maximum=1)
         self.num_components = num_components  # read by build_prior and encoder_out_features
         self.information_weight = float(information_weight)
         super().__init__(**kwargs)
