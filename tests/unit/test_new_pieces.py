@@ -12,6 +12,7 @@ import torch
 from torch.distributions import Normal
 
 from vae_zoo.metrics import ClusteringAccuracy, LeNetFeatures, frechet_distance, imq_kernel, mmd_squared
+from vae_zoo.mixtures import diagonal_normal_log_prob
 from vae_zoo.models import GMVAE, VAE, WAE, Autoencoder, VampPrior, VampVAE
 from vae_zoo.models.gmm import score_clusters
 
@@ -59,6 +60,18 @@ def test_vamp_prior_is_the_mean_of_the_posteriors_at_its_pseudo_inputs() -> None
     )
     torch.testing.assert_close(prior.log_prob(z), by_hand)
     assert prior.sample(7).shape == (7, 2)
+
+
+def test_vamp_prior_log_prob_is_torch_distributions_mixture_at_iwae_shapes() -> None:
+    torch.manual_seed(0)
+    model = VampVAE(num_pseudo_inputs=50, **SMALL)
+    z = 2.5 * torch.randn(7, 5, 2)  # [S, B, D], as IWAE asks for it
+    expected = model.prior.distribution().log_prob(z)  # MixtureSameFamily: a [S, B, K, D] tensor
+    torch.testing.assert_close(model.prior.log_prob(z), expected, rtol=1e-5, atol=1e-4)
+    means, variances = torch.randn(4, 3), torch.rand(4, 3) + 0.01
+    x = torch.randn(2, 6, 3)
+    by_torch = Normal(means, variances.sqrt()).log_prob(x.unsqueeze(-2)).sum(-1)  # [2, 6, 4]
+    torch.testing.assert_close(diagonal_normal_log_prob(x, means, variances), by_torch, rtol=1e-5, atol=1e-4)
 
 
 def test_vamp_vae_kl_is_the_monte_carlo_estimate_and_trains_the_pseudo_inputs() -> None:

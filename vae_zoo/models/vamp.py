@@ -3,6 +3,7 @@ posteriors at learned pseudo-inputs."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
+from vae_zoo.mixtures import diagonal_normal_log_prob
 from vae_zoo.models.base import check_int
 from vae_zoo.models.vae import VAE
 from vae_zoo.priors import Prior
@@ -63,8 +65,11 @@ class VampPrior(Prior):
         )
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """``logsumexp_k log q(z | u_k) - log K``: [B, D] -> [B]."""
-        return self.distribution().log_prob(z)
+        """``logsumexp_k log q(z | u_k) - log K``: [..., D] -> [...], the components' densities by
+        :func:`~vae_zoo.mixtures.diagonal_normal_log_prob` (no [..., K, D] tensor)."""
+        components = self.posterior(self.pseudo_inputs)  # batch [K, D]
+        log_densities = diagonal_normal_log_prob(z, components.loc, components.scale.square())  # [..., K]
+        return torch.logsumexp(log_densities, -1) - math.log(log_densities.shape[-1])
 
     def sample(self, n: int) -> torch.Tensor:
         return self.distribution().sample((n,))
