@@ -2,7 +2,8 @@
 training device).
 
 Used to initialise the mixture priors from the codes of a warmed-up encoder, and to fit the
-latent density of deterministic autoencoders.
+latent density of deterministic autoencoders; :func:`diagonal_normal_log_prob` also evaluates
+the VampPrior's components.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def diagonal_normal_log_prob(x: torch.Tensor, means: torch.Tensor, variances: to
 
     The square is expanded, ``sum_d (x_d - mu_kd)^2 / var_kd = x^2 @ (1/var)^T - 2 x @ (mu/var)^T
     + sum_d mu_kd^2 / var_kd``, two matrix products instead of a [..., K, D] tensor: what makes a
-    mixture of hundreds of components cheap to evaluate at millions of points (IWAE).
+    mixture of hundreds of components cheap to evaluate at millions of points (IWAE). The price
+    is rounding: the three terms cancel, so the error is about the float epsilon times
+    ``x^2 / var`` (1e-4 nats for codes of size 3 and variances of 0.01 in float32).
     """
     precision = variances.reciprocal()  # [K, D]
     quadratic = (
