@@ -38,13 +38,12 @@ class SyncWatch(Callback):
     """Switches the synchronisation debug mode on from the start of each step that does not log
     to the start of the next step (off for the logging steps and the epoch's last step)."""
 
-    def __init__(self, log_every: int, last_step: int) -> None:
-        self.log_every = log_every
+    def __init__(self, last_step: int) -> None:
         self.last_step = last_step
         self.watched_steps = 0
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        logs = (trainer.global_step + 1) % self.log_every == 0
+        logs = pl_module._writes_step_logs() or pl_module._redraws_progress_bar(batch_idx)  # the model's say
         watched = batch_idx > 0 and not logs and batch_idx < self.last_step
         self.watched_steps += int(watched)
         torch.cuda.set_sync_debug_mode("warn" if watched else "default")
@@ -76,7 +75,7 @@ def main() -> None:
         ]
         places[(str(message).splitlines()[0], f"{filename}:{lineno}", *frames[-8:])] += 1
 
-    watch = SyncWatch(args.log_every, args.steps - 1)
+    watch = SyncWatch(args.steps - 1)
     with tempfile.TemporaryDirectory() as out:
         cli_args = [
             "--config", args.config,

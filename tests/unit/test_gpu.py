@@ -32,7 +32,7 @@ class FailOnHostSync(Callback):
         self.watched = 0
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        logs = (trainer.global_step + 1) % LOG_EVERY == 0 or pl_module._redraws_progress_bar(batch_idx)
+        logs = pl_module._writes_step_logs() or pl_module._redraws_progress_bar(batch_idx)  # the model's say
         watched = batch_idx > 0 and not logs
         self.watched += int(watched)
         torch.cuda.set_sync_debug_mode("error" if watched else "default")
