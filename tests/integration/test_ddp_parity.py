@@ -45,7 +45,17 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 INPUT = {"latent_dim": 3, "hidden_dims": [32]}
-MIXTURE = {"num_components": 4, "em_restarts": 1, "em_iterations": 30}
+# the EM start with one learned Gaussian per cluster and the Monte Carlo KL: every prior parameter
+# trains, so that its gradients are compared across processes too
+MIXTURE = {
+    "num_components": 4,
+    "components_per_cluster": 1,
+    "prior_init": "em",
+    "learn_prior": True,
+    "kl_estimator": "monte_carlo",
+    "em_restarts": 1,
+    "em_iterations": 30,
+}
 MODELS: dict[str, Callable[[], LatentVariableModel]] = {
     "LinearAutoencoder": lambda: LinearAutoencoder(latent_dim=3),
     "Autoencoder": lambda: Autoencoder(**INPUT),

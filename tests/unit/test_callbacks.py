@@ -141,7 +141,7 @@ def test_collapse_is_reported_for_a_huge_beta_and_not_for_a_healthy_model(tmp_pa
 
 
 def test_collapse_detection_reports_an_empty_mixture_component(tmp_path: Path) -> None:
-    model = GMMVAE(**SMALL, num_components=3, warmup_epochs=0)
+    model = GMMVAE(**SMALL, num_components=3, components_per_cluster=1, warmup_epochs=0)
     with torch.no_grad():
         model.prior.logits.copy_(torch.tensor([0.0, 0.0, -50.0]))  # a component nobody can use
         model.prior.means.copy_(torch.tensor([[0.0] * 4, [0.1] * 4, [1e3] * 4]))

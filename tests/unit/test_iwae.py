@@ -88,7 +88,12 @@ def test_one_sample_is_the_models_own_elbo_estimate_at_the_same_draw() -> None:
     recon + Monte Carlo KL at that z (here a mixture prior, whose KL has no closed form)."""
     torch.manual_seed(0)
     model = GMMVAE(
-        input_shape=[D], latent_dim=K, hidden_dims=[8], likelihood="gaussian", num_components=3
+        input_shape=[D],
+        latent_dim=K,
+        hidden_dims=[8],
+        likelihood="gaussian",
+        num_components=3,
+        kl_estimator="monte_carlo",
     ).double()
     model.eval()
     x = torch.randn(20, D, dtype=torch.float64)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+import yaml
 from matplotlib.figure import Figure
 from scipy.cluster import hierarchy
 
@@ -182,7 +185,8 @@ def test_clustering_metrics_appear_once_the_prior_is_fitted_with_accuracy_in_the
 
 def test_gmm_vae_warmup_trains_an_autoencoder_but_evaluates_the_elbo() -> None:
     x, _ = two_blobs()
-    model = GMMVAE(input_shape=[1, 8, 8], latent_dim=2, hidden_dims=[8], num_components=2)
+    # a learned prior, so that its parameters must stay in the warm-up's graph (as DDP requires)
+    model = GMMVAE(input_shape=[1, 8, 8], latent_dim=2, hidden_dims=[8], num_components=2, learn_prior=True)
     model.train()
     terms = model.loss_terms(x[:5])
     torch.testing.assert_close(model.objective(terms), terms["recon"].mean())
@@ -254,7 +258,12 @@ def test_linear_autoencoder_is_linear() -> None:
 
 def test_spectral_initialisation_is_the_mixture_of_the_spectral_clusters() -> None:
     model = GMMVAE(
-        latent_dim=2, hidden_dims=[8], num_components=2, prior_init="spectral", spectral_neighbours=10
+        latent_dim=2,
+        hidden_dims=[8],
+        num_components=2,
+        components_per_cluster=1,
+        prior_init="spectral",
+        spectral_neighbours=10,
     )
     codes, _ = two_moons()
     model.initialize_prior(codes)
@@ -337,3 +346,31 @@ def test_gmm_vae_keeps_its_fitted_prior_unless_told_to_learn_it(learn_prior: boo
     for name, value in model.prior.state_dict().items():
         assert torch.equal(value, fitted[name]) != learn_prior, name
     assert not torch.equal(next(model.encoder.parameters()), fitted["encoder"])
+
+
+@pytest.mark.parametrize(
+    ("config", "model_class"), [("gmm_mnist.yaml", GMMVAE), ("hgmm_mnist.yaml", HierarchicalGMMVAE)]
+)
+def test_the_mnist_clustering_configs_only_restate_the_models_defaults(
+    config: str, model_class: type
+) -> None:
+    """The clustering recipe is the model's: every mixture argument that the MNIST config sets
+    is the model's default, so that the model pointed at other data gets the same recipe."""
+    path = Path(__file__).parents[2] / "configs" / config
+    arguments = yaml.safe_load(path.read_text())["model"]["init_args"]
+    defaults = {
+        name: parameter.default
+        for cls in model_class.__mro__[: model_class.__mro__.index(GMMVAE) + 1]
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    recipe = {name: value for name, value in arguments.items() if name in defaults and name != "hidden_dims"}
+    assert {
+        "warmup_epochs",
+        "prior_init",
+        "components_per_cluster",
+        "learn_prior",
+        "kl_estimator",
+    } <= recipe.keys()
+    assert recipe == {name: defaults[name] for name in recipe}
+    assert list(arguments["hidden_dims"]) == list(defaults["hidden_dims"])

@@ -51,7 +51,7 @@ class HierarchicalGMMVAE(GMMVAE):
     def __init__(
         self,
         tree_sigma: float = 1.0,
-        tree_weight: float = 1.0,
+        tree_weight: float = 0.1,
         linkage_method: LinkageMethod = "ward",
         **kwargs: Any,
     ) -> None:
