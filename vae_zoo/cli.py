@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import lightning as L
 import torch
@@ -112,7 +112,16 @@ def condense_parser_message(message: str) -> str:
     got = re.search(r"Expected a <class '([\w.]+)'>\. Got value: (.*)", message)
     if keys and got:
         return f"{'.'.join(dict.fromkeys(keys))}: expected {got.group(1)}; got {got.group(2).strip()!r}"
-    expected = [TYPE_NAMES.get(name, name) for name in re.findall(r"Expected a <class '([\w.]+)'>", message)]
+    refused = re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message)
+    if keys and refused:
+        name = refused.group(1).rsplit(".", 1)[-1]
+        return f"{keys[0]}: {name} has no argument {refused.group(2)!r}"
+    expected = [
+        TYPE_NAMES.get(name, name) if name else "one of " + choices
+        for name, choices in re.findall(
+            r"Expected a (?:<class '([\w.]+)'>|typing\.Literal\[(.*?)\])\n", message
+        )
+    ]
     given = re.search(r"Given value: (.*)", message)
     if keys and expected and given:
         return f"{keys[0]}: expected {' or '.join(dict.fromkeys(expected))}; got {given.group(1).strip()!r}"
@@ -221,6 +230,16 @@ class VaeZooCLI(LightningCLI):
         parser.set_defaults(CHECKPOINT_DEFAULTS)
         parser.set_defaults({"trainer.logger": lazy_instance(WandbLogger)})
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
+        parser.add_argument(
+            "--float32_matmul_precision",
+            type=Literal["highest", "high", "medium"] | None,
+            default=None,
+            help=(
+                "torch.set_float32_matmul_precision for the run: 'highest' computes float32 "
+                "matrix products in float32; 'high' and 'medium' let GPUs with tensor cores use "
+                "TF32 or bfloat16 for them (faster, about 3 decimal digits). Default: torch's own."
+            ),
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """The trainer, with the zoo's defaults added to what is configured:
@@ -340,6 +359,8 @@ class VaeZooCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("float32_matmul_precision") is not None:
+            torch.set_float32_matmul_precision(config.float32_matmul_precision)
         logger = config.get("trainer", {}).get("logger")
         model_name = config.model.class_path.rsplit(".", 1)[-1]
         if isinstance(logger, Namespace) and logger.get("class_path", "").endswith("WandbLogger"):

@@ -157,6 +157,21 @@ def test_the_profiler_defaults_to_one_that_costs_nothing(
     assert shared == (profiler_class is NoProfiler)
 
 
+@pytest.mark.parametrize("precision", [None, "high", "medium"])
+def test_float32_matmul_precision_is_set_for_the_run_when_given(
+    precision: str | None, synthetic_mnist: Path, tmp_path: Path
+) -> None:
+    before = torch.get_float32_matmul_precision()
+    args = ["--model", "VAE", "--data", "MNISTDataModule", "--data.data_dir", str(synthetic_mnist)]
+    args += ["--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)]
+    args += [] if precision is None else ["--float32_matmul_precision", precision]
+    try:
+        VaeZooCLI(*cli_classes(), args=args, run=False)
+        assert torch.get_float32_matmul_precision() == (precision or before)
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("1", 1), ("3", 3), ("0", 0), ("0.1", 0.1), ("1.0", 1.0), ("1e-1", 0.1)],

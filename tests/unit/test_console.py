@@ -138,6 +138,11 @@ def test_a_malformed_config_names_the_file_and_line(
         (["--model.lr", "fast"], "model.lr: expected float; got 'fast'"),
         (["--trainer.max_epochs", "many"], "trainer.max_epochs: expected int or null; got 'many'"),
         (["--no_such_key", "1"], "unrecognized arguments: --no_such_key 1"),
+        (
+            ["--float32_matmul_precision", "low"],
+            "float32_matmul_precision: expected one of 'highest', 'high', 'medium' or null; got 'low'",
+        ),
+        (["--model.kl_estimator", "exact"], "model: VAE has no argument 'kl_estimator'"),
     ],
 )
 def test_parser_errors_are_one_line_and_point_at_help(
