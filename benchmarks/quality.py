@@ -34,6 +34,7 @@ SHOWN = (
     "test/kl",
     "test/sq_error",
     "test/bce",
+    "test/prior_mmd",
     "test/acc",
     "test/nmi",
     "test/ari",
