@@ -9,12 +9,22 @@ is outvoted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Literal
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.functional.clustering import adjusted_rand_score
 
+from vae_zoo.mixtures import fit_diagonal_gmm
+from vae_zoo.spectral import spectral_clustering
+
+#: how a warmed-up encoder's codes are clustered to start a mixture model (:func:`cluster_codes`)
+ClusteringMethod = Literal["em", "spectral", "consensus"]
+CLUSTERING_METHODS: tuple[str, ...] = ("em", "spectral", "consensus")
 GMM_INITS = 5  # EM starts of the Gaussian mixture in the embedding; the most likely one is kept
 
 
@@ -72,3 +82,57 @@ def consensus_index(assignments: Sequence[torch.Tensor]) -> int:
     if not assignments:
         raise ValueError("consensus_index needs at least one clustering")
     return medoid_index(agreement_matrix(assignments))
+
+
+def cluster_codes(
+    codes: torch.Tensor,
+    num_clusters: int,
+    method: ClusteringMethod,
+    neighbours: int = 20,
+    umap_runs: int = 2,
+    em_iterations: int = 100,
+    em_restarts: int = 3,
+    announce_as: str = "vae-zoo",
+) -> torch.Tensor:
+    """The ``num_clusters`` clusters of ``codes`` [N, D]: [N] int64 in ``[0, num_clusters)``.
+
+    * ``"em"``: the most likely component of each code under a diagonal Gaussian mixture fitted
+      by EM (:func:`~vae_zoo.mixtures.fit_diagonal_gmm`, ``em_restarts`` starts of
+      ``em_iterations`` steps, on the codes' device);
+    * ``"spectral"``: :func:`~vae_zoo.spectral.spectral_clustering` of the codes'
+      ``neighbours``-nearest-neighbour graph;
+    * ``"consensus"``: of the spectral clustering and ``umap_runs`` N2D clusterings
+      (:func:`umap_gmm_clustering`, seeds ``0 .. umap_runs - 1``), the medoid
+      (:func:`medoid_index`), so that one clustering that merges two clusters and splits another
+      is outvoted.
+
+    Each clustering is announced in the log under ``announce_as`` with the seconds taken so far,
+    and the consensus with the adjusted Rand index between the candidates.
+    """
+    if method == "em":
+        gmm = fit_diagonal_gmm(codes, num_clusters, em_iterations, em_restarts, seed=0)
+        return gmm.log_joint(codes.detach().to(gmm.means.dtype)).argmax(-1)
+    methods: dict[str, Callable[[], torch.Tensor]] = {
+        "spectral": partial(spectral_clustering, codes, num_clusters, neighbours)
+    }
+    if method == "consensus":
+        for seed in range(umap_runs):
+            methods[f"umap seed {seed}"] = partial(umap_gmm_clustering, codes, num_clusters, neighbours, seed)
+    start = time.perf_counter()
+    candidates = []
+    for index, (name, cluster) in enumerate(methods.items()):
+        rank_zero_info(
+            f"{announce_as}: clustering {codes.shape[0]} codes, {name} ({index + 1} of {len(methods)}, "
+            f"{time.perf_counter() - start:.0f} s so far)"
+        )
+        candidates.append(cluster())
+    if len(candidates) == 1:
+        return candidates[0]
+    agreement = agreement_matrix(candidates)
+    chosen = medoid_index(agreement)
+    rank_zero_info(
+        f"{announce_as}: start by consensus of {', '.join(methods)}; adjusted Rand index between "
+        f"them {[[round(v, 3) for v in row] for row in agreement.tolist()]}; kept "
+        f"{list(methods)[chosen]} ({time.perf_counter() - start:.0f} s)"
+    )
+    return candidates[chosen]

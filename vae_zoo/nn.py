@@ -34,6 +34,20 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def split_last_linear(network: nn.Module) -> tuple[nn.Sequential, nn.Linear]:
+    """``(body, head)`` with ``network(x) == head(body(x))``, for a network that is an
+    ``nn.Sequential`` ending in ``nn.Linear`` (possibly nested, as :func:`build_encoder`'s): the
+    body shares the network's modules. Raises ``TypeError`` for any other network."""
+    if isinstance(network, nn.Sequential) and len(network) > 0:
+        last = network[-1]
+        if isinstance(last, nn.Linear):
+            return nn.Sequential(*network[:-1]), last
+        if isinstance(last, nn.Sequential):
+            body, head = split_last_linear(last)
+            return nn.Sequential(*network[:-1], *body), head
+    raise TypeError(f"expected an nn.Sequential ending in nn.Linear; got {network}")
+
+
 def _check_conv_shape(input_shape: Sequence[int], hidden_dims: Sequence[int]) -> tuple[int, int]:
     if len(input_shape) != 3:
         raise ValueError(

@@ -150,18 +150,40 @@ def test_gmvae_bound_sums_over_the_components_exactly() -> None:
     components, gaussians = model.mixture_posterior(x)
     z = gaussians.rsample()  # [4, 3, 2]
     q = components.probs
+    mu, var = gaussians.loc, gaussians.scale.square()  # [4, 3, 2]
+    m, s2 = model.prior.means, model.prior.log_variances.exp()  # [3, 2]
     recon, kl = torch.zeros(4), torch.zeros(4)
     for c in range(3):
         logits = model.decoder(z[:, c])
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
-        prior_c = Normal(model.prior.means[c], torch.exp(0.5 * model.prior.log_variances[c]))
-        log_q = Normal(gaussians.loc[:, c], gaussians.scale[:, c]).log_prob(z[:, c]).sum(-1)
+        # KL(N(mu, var) || N(m, s2)) by its formula, per dimension
+        gaussian_kl = 0.5 * (s2[c].log() - var[:, c].log() + (var[:, c] + (mu[:, c] - m[c]) ** 2) / s2[c] - 1)
         recon += q[:, c] * bce
-        kl += q[:, c] * (log_q - prior_c.log_prob(z[:, c]).sum(-1)) + q[:, c] * (q[:, c].log() + math.log(3))
+        kl += q[:, c] * gaussian_kl.sum(-1) + q[:, c] * (q[:, c].log() + math.log(3))
     torch.testing.assert_close(terms["recon"], recon)
     torch.testing.assert_close(terms["kl"], kl)
     assert torch.equal(model.predict_cluster(x), q.argmax(-1))
     torch.testing.assert_close(model.encode(x), (q.unsqueeze(-1) * gaussians.mean).sum(1))
+
+
+def test_gmvae_kl_is_the_monte_carlo_mean_of_the_log_ratio_of_the_joint() -> None:
+    """``kl`` is ``E_{q(c|x) q(z|x,c)} [log q(c|x) q(z|x,c) - log p(c) p(z|c)]``, estimated here by
+    drawing the component and the code."""
+    torch.manual_seed(0)
+    model = GMVAE(num_components=3, **SMALL)
+    x = torch.bernoulli(torch.full((2, 1, 4, 4), 0.3))
+    with torch.no_grad():
+        components, gaussians = model.mixture_posterior(x)
+        c = components.sample((200_000,))  # [S, 2]
+        z = gaussians.sample((200_000,))  # [S, 2, 3, 2]
+        z = z.gather(2, c[..., None, None].expand(-1, -1, 1, 2)).squeeze(2)  # [S, 2, 2]
+        log_q = components.log_prob(c) + Normal(
+            gaussians.loc[torch.arange(2), c], gaussians.scale[torch.arange(2), c]
+        ).log_prob(z).sum(-1)
+        log_p = -math.log(3) + model.prior.components().log_prob(z.unsqueeze(-2)).gather(
+            -1, c[..., None]
+        ).squeeze(-1)
+        torch.testing.assert_close(model.loss_terms(x)["kl"], (log_q - log_p).mean(0), atol=0.02, rtol=0.0)
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])

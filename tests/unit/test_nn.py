@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vae_zoo.nn import build_decoder, build_encoder, soft_clamp
+from vae_zoo.nn import build_decoder, build_encoder, soft_clamp, split_last_linear
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
@@ -37,3 +37,14 @@ def test_soft_clamp_is_identity_inside_and_bounded_outside() -> None:
     assert y[0] > -10.0 - 1e-6 and y[0] < -9.0 and y[-1] < 5.0 + 1e-6 and y[-1] > 4.0
     y.sum().backward()
     assert torch.all(x.grad[1:4] > 0.9)
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_split_last_linear_gives_the_hidden_features_and_the_linear_head(architecture: str) -> None:
+    encoder = build_encoder(architecture, [1, 8, 8], [4, 6], 5)
+    body, head = split_last_linear(encoder)
+    x = torch.rand(3, 1, 8, 8)
+    assert isinstance(head, torch.nn.Linear) and head.out_features == 5
+    torch.testing.assert_close(head(body(x)), encoder(x))
+    with pytest.raises(TypeError, match=r"ending in nn\.Linear"):
+        split_last_linear(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()))

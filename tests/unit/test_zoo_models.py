@@ -15,8 +15,10 @@ from scipy.cluster import hierarchy
 
 from tests.unit.test_spectral import two_moons
 from vae_zoo.data import MNISTDataModule
+from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import gmm_from_assignment
-from vae_zoo.models import GMMVAE, Autoencoder, HierarchicalGMMVAE, LinearAutoencoder, principal_angles
+from vae_zoo.models import GMMVAE, GMVAE, Autoencoder, HierarchicalGMMVAE, LinearAutoencoder, principal_angles
+from vae_zoo.models.gmvae import fit_softmax_regression
 from vae_zoo.spectral import spectral_clustering
 
 
@@ -374,3 +376,92 @@ def test_the_mnist_clustering_configs_only_restate_the_models_defaults(
     } <= recipe.keys()
     assert recipe == {name: defaults[name] for name in recipe}
     assert list(arguments["hidden_dims"]) == list(defaults["hidden_dims"])
+
+
+def blob_gmvae(**overrides) -> GMVAE:
+    """A small GMVAE for :func:`two_blobs` with an autoencoder warm-up of two epochs."""
+    options = {
+        "input_shape": [1, 8, 8],
+        "latent_dim": 2,
+        "hidden_dims": [32],
+        "num_components": 2,
+        "lr": 0.01,
+    }
+    return GMVAE(
+        **{**options, "warmup_epochs": 2, "start": "spectral", "spectral_neighbours": 10, **overrides}
+    )
+
+
+def test_softmax_regression_is_scikit_learns_penalised_logistic_regression() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(300) % 3
+    features = torch.randn(300, 4, generator=generator, dtype=torch.float64) + labels[:, None] * 0.8
+    weight, bias = fit_softmax_regression(features, labels, 3, weight_decay=0.01, iterations=500)
+    # scikit-learn minimises C sum_n loss_n + ||W||^2 / 2: the same minimiser for C = 1 / (N wd)
+    reference = LogisticRegression(C=1 / (300 * 0.01), tol=1e-10, max_iter=10_000).fit(features, labels)
+    ours = torch.softmax(features @ weight.T + bias, -1)
+    torch.testing.assert_close(ours, torch.from_numpy(reference.predict_proba(features)), atol=1e-4, rtol=0)
+
+
+def test_gmvae_warmup_trains_an_autoencoder_on_the_mean_of_its_component_means() -> None:
+    x, _ = two_blobs()
+    model = blob_gmvae()
+    model.train()
+    gaussians = model.mixture_posterior(x[:5])[1]
+    code = gaussians.mean.mean(1)  # [5, D]
+    torch.testing.assert_close(model.encode(x[:5]), code)
+    terms = model.loss_terms(x[:5])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(model.decoder(code), x[:5], reduction="none")
+    torch.testing.assert_close(terms["recon"], bce.sum((1, 2, 3)))
+    torch.testing.assert_close(model.objective(terms), terms["recon"].mean())
+    model.objective(terms).backward()
+    assert model.prior.means.grad is not None and torch.all(model.prior.means.grad == 0)
+    model.eval()  # evaluation reports the bound, K decoder passes
+    terms = model.loss_terms(x[:5])
+    torch.testing.assert_close(model.objective(terms), (terms["recon"] + terms["kl"] - terms["info"]).mean())
+
+
+def test_gmvae_starts_from_the_clusters_of_its_warmup_codes_and_clusters() -> None:
+    x, y = two_blobs()
+    model = blob_gmvae()
+    trainer = quiet_trainer(epochs=2)
+    trainer.fit(model, loader(x, y), loader(x, y))
+    assert model.warming_up and not {"val/acc", "val/nmi", "val/ari"} & trainer.callback_metrics.keys()
+    codes = model.encode(x)  # the warm-up's code
+    model.start_from_clusters()
+    assert not model.warming_up
+    with torch.no_grad():
+        components, gaussians = model.mixture_posterior(x)
+    for c in range(2):  # every component's mean is the warm-up's code
+        torch.testing.assert_close(gaussians.mean[:, c], codes, atol=1e-5, rtol=1e-5)
+    clusters = components.probs.argmax(-1)
+    assert float(ClusteringAccuracy()(clusters, y)) == 1.0
+    expected = gmm_from_assignment(codes, clusters, 2)  # p(z|c): the mean and variance of each cluster
+    torch.testing.assert_close(model.prior.means, expected.means, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(model.prior.log_variances.exp(), expected.variances, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(model.prior.weights, torch.full((2,), 0.5))
+    trainer = quiet_trainer(epochs=3)
+    trainer.fit(model, loader(x, y), loader(x, y))  # no second start: it is stored in the model
+    assert trainer.callback_metrics["val/acc"] == 1.0 and trainer.callback_metrics["val/ari"] > 0.99
+
+
+def test_gmvae_checkpoints_from_before_the_warmup_load_as_started(tmp_path: Path) -> None:
+    model = GMVAE(input_shape=[1, 8, 8], latent_dim=2, hidden_dims=[8], num_components=2)
+    state = model.state_dict()
+    del state["started"]
+    checkpoint = {"state_dict": state}
+    model.on_load_checkpoint(checkpoint)
+    fresh = GMVAE(input_shape=[1, 8, 8], latent_dim=2, hidden_dims=[8], num_components=2, warmup_epochs=3)
+    fresh.load_state_dict(checkpoint["state_dict"])
+    assert not fresh.warming_up
+
+
+def test_gmvae_start_needs_a_linear_last_encoder_layer() -> None:
+    model = blob_gmvae()
+    model.encoder = torch.nn.Sequential(model.encoder, torch.nn.ReLU())
+    with pytest.raises(
+        TypeError, match=r"nn\.Sequential ending in nn\.Linear .*got Sequential ending in ReLU"
+    ):
+        model.start_from_clusters()

@@ -94,6 +94,12 @@ def batch_labels(batch: Batch) -> torch.Tensor | None:
     return None if isinstance(batch, torch.Tensor) or len(batch) < 2 else batch[1]
 
 
+def reconstruction_only(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss of an autoencoder warm-up: ``mean_B recon``, the other terms (each [B]) added with
+    weight 0 so that every parameter they reach stays in the graph, as DDP requires."""
+    return terms["recon"].mean() + sum(0.0 * term.mean() for name, term in terms.items() if name != "recon")
+
+
 def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
     """``sum_k weights[k] * terms[k]`` over the terms given, per example: each [B] -> [B].
 

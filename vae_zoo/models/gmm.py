@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from torch.distributions import Normal
 from torchmetrics import Metric
 from torchmetrics.clustering import AdjustedRandScore, NormalizedMutualInfoScore
 
-from vae_zoo.consensus import agreement_matrix, medoid_index, umap_gmm_clustering
+from vae_zoo.consensus import CLUSTERING_METHODS, ClusteringMethod, cluster_codes
 from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import fit_diagonal_gmm, gmm_from_assignment, split_clusters
-from vae_zoo.models.base import EvaluatedBatch, LatentVariableModel, check_int, fused_adam_supported
+from vae_zoo.models.base import (
+    EvaluatedBatch,
+    LatentVariableModel,
+    check_int,
+    fused_adam_supported,
+    reconstruction_only,
+)
 from vae_zoo.models.vae import VAE
 from vae_zoo.priors import GaussianMixture
-from vae_zoo.spectral import spectral_clustering
 from vae_zoo.validation import (
     MAX_COMPONENTS,
     check_bool,
@@ -56,8 +59,8 @@ def score_clusters(
         model.evaluation_metric(stage, name, factory).update(clusters, labels)
 
 
-PriorInit = Literal["em", "spectral", "consensus"]
-PRIOR_INITS: tuple[str, ...] = ("em", "spectral", "consensus")
+PriorInit = ClusteringMethod
+PRIOR_INITS = CLUSTERING_METHODS
 
 
 class GMMVAE(VAE):
@@ -215,11 +218,7 @@ class GMMVAE(VAE):
     def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         if not (self.training and self.warming_up):
             return super().objective(terms)
-        # warm-up trains the reconstruction alone; the latent terms enter with weight 0 so that
-        # every parameter stays in the graph, as DDP requires
-        return terms["recon"].mean() + sum(
-            0.0 * term.mean() for name, term in terms.items() if name != "recon"
-        )
+        return reconstruction_only(terms)
 
     def latent_terms(self, posterior: Normal, z: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.kl_estimator == "responsibility" and self.free_bits <= 0:
@@ -262,36 +261,18 @@ class GMMVAE(VAE):
         self.on_prior_initialized(codes)
 
     def cluster_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """The ``K`` clusters of ``codes`` [N, D] by ``prior_init``: [N] int64 in ``[0, K)``. Each
-        clustering is announced in the log with the seconds the start has taken so far."""
-        k = self.num_components
-        if self.prior_init == "em":
-            gmm = fit_diagonal_gmm(codes, k, self.em_iterations, self.em_restarts, seed=0)
-            return gmm.log_joint(codes.detach().to(gmm.means.dtype)).argmax(-1)
-        neighbours = self.spectral_neighbours
-        methods = {"spectral": partial(spectral_clustering, codes, k, neighbours)}
-        if self.prior_init == "consensus":
-            for seed in range(self.umap_runs):
-                methods[f"umap seed {seed}"] = partial(umap_gmm_clustering, codes, k, neighbours, seed)
-        name = type(self).__name__
-        start = time.perf_counter()
-        candidates = []
-        for index, (method, cluster) in enumerate(methods.items()):
-            rank_zero_info(
-                f"{name}: clustering {codes.shape[0]} codes for the prior, {method} ({index + 1} of "
-                f"{len(methods)}, {time.perf_counter() - start:.0f} s so far)"
-            )
-            candidates.append(cluster())
-        if len(candidates) == 1:
-            return candidates[0]
-        agreement = agreement_matrix(candidates)
-        chosen = medoid_index(agreement)
-        rank_zero_info(
-            f"{name}: prior start by consensus of {', '.join(methods)}; adjusted Rand index between "
-            f"them {[[round(v, 3) for v in row] for row in agreement.tolist()]}; kept "
-            f"{list(methods)[chosen]} ({time.perf_counter() - start:.0f} s)"
+        """The ``K`` clusters of ``codes`` [N, D] by ``prior_init``
+        (:func:`~vae_zoo.consensus.cluster_codes`): [N] int64 in ``[0, K)``."""
+        return cluster_codes(
+            codes,
+            self.num_components,
+            self.prior_init,
+            self.spectral_neighbours,
+            self.umap_runs,
+            self.em_iterations,
+            self.em_restarts,
+            announce_as=f"{type(self).__name__} prior",
         )
-        return candidates[chosen]
 
     def on_prior_initialized(self, codes: torch.Tensor) -> None:
         """Called after the mixture was fitted to ``codes``; subclasses build on it."""

@@ -6,14 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
 from torch.distributions import Categorical, Normal, kl_divergence
 
+from vae_zoo.consensus import CLUSTERING_METHODS, ClusteringMethod, cluster_codes
 from vae_zoo.metrics import ELBO
-from vae_zoo.models.base import EvaluatedBatch, LatentVariableModel, check_int
+from vae_zoo.mixtures import gmm_from_assignment
+from vae_zoo.models.base import EvaluatedBatch, LatentVariableModel, check_int, reconstruction_only
 from vae_zoo.models.gmm import score_clusters
-from vae_zoo.nn import soft_clamp
+from vae_zoo.nn import soft_clamp, split_last_linear
 from vae_zoo.priors import GaussianMixture
-from vae_zoo.validation import MAX_COMPONENTS, check_number
+from vae_zoo.validation import MAX_COMPONENTS, check_choice, check_number
 
 POSTERIOR_LOG_VARIANCE_BOUNDS = (-14.0, 8.0)
 
@@ -21,6 +25,38 @@ POSTERIOR_LOG_VARIANCE_BOUNDS = (-14.0, 8.0)
 def posterior_mean(components: Categorical, gaussians: Normal) -> torch.Tensor:
     """``E_q[z] = sum_c q(c|x) mu_c(x)``: ``q(c|x)`` [B, K] and ``q(z|x,c)`` [B, K, D] -> [B, D]."""
     return (components.probs.unsqueeze(-1) * gaussians.mean).sum(-2)
+
+
+def fit_softmax_regression(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    weight_decay: float = 1e-4,
+    iterations: int = 100,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression of ``labels`` [N] in ``[0, num_classes)`` on ``features``
+    [N, H] by L-BFGS (``iterations`` steps, strong-Wolfe line search), from zero weights::
+
+        W, b = argmin  mean_n -log softmax(W f_n + b)[y_n] + weight_decay / 2 * ||W||^2
+
+    Returns ``W`` [num_classes, H] and ``b`` [num_classes] in ``features``' dtype and device.
+    The penalty keeps the logits finite when the classes are separable.
+    """
+    x = features.detach()
+    weight = torch.zeros(num_classes, x.shape[1], dtype=x.dtype, device=x.device, requires_grad=True)
+    bias = torch.zeros(num_classes, dtype=x.dtype, device=x.device, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=iterations, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(x @ weight.T + bias, labels)
+        loss = loss + 0.5 * weight_decay * weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return weight.detach(), bias.detach()
 
 
 class GMVAE(LatentVariableModel):
@@ -50,24 +86,60 @@ class GMVAE(LatentVariableModel):
     the objective is ``KL(q(c) || p(c))``, which asks for every component to be used. The
     logged ``elbo`` and ``kl`` stay the true bound's.
 
+    Trained from its random initialisation (``warmup_epochs = 0``, as published) the components
+    settle on styles as much as on classes. With ``warmup_epochs > 0`` the model starts as the
+    GMM-VAE does: those epochs train a deterministic autoencoder whose code is the mean of the
+    ``K`` component means, ``z = mean_c mu_c(x)``; then the codes of the training set are
+    clustered by ``start`` (:func:`~vae_zoo.consensus.cluster_codes`) and the model is set to
+    that clustering (:meth:`start_from_clusters`): every component's mean takes the code's
+    weights, ``p(z|c)`` becomes the mean and variance of cluster ``c``'s codes, and the logits of
+    ``q(c|x)`` the softmax regression of the clusters on the encoder's last hidden features
+    (:func:`fit_softmax_regression`). The start is part of ``fit``, stored in the checkpoint
+    and not repeated on resume.
+
     :meth:`predict_cluster` is ``argmax_c q(c|x)``; validation and test log ``acc``, ``nmi`` and
-    ``ari`` as the other mixture models, and ``elbo``. :meth:`encode` is the posterior mean
-    ``sum_c q(c|x) mu_c(x)``.
+    ``ari`` as the other mixture models once the model has started, and ``elbo``. :meth:`encode`
+    is the posterior mean ``sum_c q(c|x) mu_c(x)`` (during the warm-up, the warm-up's code).
 
     Args:
         num_components: ``K``.
         information_weight: the share in [0, 1] of the batch's mutual information ``I(x; c)``
             given back to the objective (0: the plain ELBO; 1: the aggregate's KL only).
+        warmup_epochs: autoencoder epochs before the start (0: no warm-up and no start).
+        start: how the warm-up's codes are clustered, ``"em"``, ``"spectral"`` or
+            ``"consensus"`` (:func:`~vae_zoo.consensus.cluster_codes`).
+        spectral_neighbours: neighbours of each code in the graphs of the spectral and UMAP
+            clusterings.
+        umap_runs: N2D clusterings in the ``"consensus"`` start.
     """
 
     progress_bar_metrics = ("elbo", "acc")
 
-    def __init__(self, num_components: int = 10, information_weight: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_components: int = 10,
+        information_weight: float = 1.0,
+        warmup_epochs: int = 0,
+        start: ClusteringMethod = "consensus",
+        spectral_neighbours: int = 20,
+        umap_runs: int = 2,
+        **kwargs: Any,
+    ) -> None:
         check_int("num_components", num_components, minimum=2, maximum=MAX_COMPONENTS)
         check_number("information_weight", information_weight, minimum=0, maximum=1)
+        check_int("warmup_epochs", warmup_epochs, minimum=0)
+        check_choice("start", start, CLUSTERING_METHODS)
+        check_int("spectral_neighbours", spectral_neighbours, minimum=1)
+        check_int("umap_runs", umap_runs, minimum=1)
         self.num_components = num_components  # read by build_prior and encoder_out_features
         self.information_weight = float(information_weight)
         super().__init__(**kwargs)
+        self.warmup_epochs = warmup_epochs
+        self.start = start
+        self.spectral_neighbours = spectral_neighbours
+        self.umap_runs = umap_runs
+        # True once trained past the start (from the beginning without a warm-up)
+        self.register_buffer("started", torch.tensor(warmup_epochs == 0))
 
     @property
     def encoder_out_features(self) -> int:
@@ -89,29 +161,115 @@ class GMVAE(LatentVariableModel):
         )
         return Categorical(logits=logits, validate_args=False), gaussians
 
+    @property
+    def warming_up(self) -> bool:
+        """Whether training is still in the autoencoder warm-up."""
+        return not bool(self.started)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return posterior_mean(*self.mixture_posterior(x))
+        components, gaussians = self.mixture_posterior(x)
+        if self.warming_up:
+            return gaussians.mean.mean(-2)  # the warm-up's code, mean_c mu_c(x)
+        return posterior_mean(components, gaussians)
 
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         components, gaussians = self.mixture_posterior(x)
+        if self.training and self.warming_up:
+            # autoencoder warm-up of training; evaluation always reports the true bound
+            code = gaussians.mean.mean(-2)  # [B, D]
+            recon = -self.likelihood.log_prob(x, self.decoder(code))
+            return {"recon": recon, **self.latent_terms(components, gaussians)}
         b, k = components.probs.shape
         z = gaussians.rsample()  # [B, K, D]
         params = self.decoder(z.flatten(0, 1))  # [B K, *shape]
         repeated = x.unsqueeze(1).expand(b, k, *x.shape[1:]).flatten(0, 1)
         recon = -self.likelihood.log_prob(repeated, params).unflatten(0, (b, k))  # [B, K]
-        log_q = gaussians.log_prob(z).sum(-1)  # [B, K]
-        log_p = self.prior.components().log_prob(z)  # [B, K]
-        prior_c = Categorical(logits=self.prior.logits, validate_args=False)
+        return {"recon": (components.probs * recon).sum(-1), **self.latent_terms(components, gaussians)}
+
+    def latent_terms(self, components: Categorical, gaussians: Normal) -> dict[str, torch.Tensor]:
+        """``kl``, the bound's divergence ``sum_c q(c|x) KL(q(z|x,c) || p(z|c)) + KL(q(c|x) || p(c))``
+        with every Gaussian KL in closed form, and ``info``, ``KL(q(c|x) || mean_batch q(c|x))``,
+        whose batch mean estimates ``I(x; c)``; each [B]."""
         q = components.probs  # [B, K]
+        prior_z = Normal(self.prior.means, torch.exp(0.5 * self.prior.log_variances), validate_args=False)
+        gaussian_kl = kl_divergence(gaussians, prior_z).sum(-1)  # [B, K]
+        prior_c = Categorical(logits=self.prior.logits, validate_args=False)
         aggregate = Categorical(probs=q.mean(0), validate_args=False)  # q(c), the batch's estimate
         return {
-            "recon": (q * recon).sum(-1),
-            "kl": (q * (log_q - log_p)).sum(-1) + kl_divergence(components, prior_c),
-            "info": kl_divergence(components, aggregate),  # [B]; its batch mean estimates I(x; c)
+            "kl": (q * gaussian_kl).sum(-1) + kl_divergence(components, prior_c),
+            "info": kl_divergence(components, aggregate),
         }
 
     def loss_weights(self) -> dict[str, float]:
         return {"recon": 1.0, "kl": 1.0, "info": -self.information_weight}
+
+    def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        if not (self.training and self.warming_up):
+            return super().objective(terms)
+        return reconstruction_only(terms)
+
+    # ----------------------------------------------------------------- the start
+    def on_train_epoch_start(self) -> None:
+        if self.warming_up and self.current_epoch >= self.warmup_epochs:
+            self.start_from_clusters()
+
+    def split_encoder(self) -> tuple[nn.Sequential, nn.Linear]:
+        """The encoder as ``(body, head)``: the last hidden features and the linear layer that
+        gives the logits, means and log-variances from them (:func:`~vae_zoo.nn.split_last_linear`);
+        the start needs the last layer to be linear."""
+        try:
+            return split_last_linear(self.encoder)
+        except TypeError:
+            encoder = self.encoder
+            last = f" ending in {type(encoder[-1]).__name__}" if isinstance(encoder, nn.Sequential) else ""
+            raise TypeError(
+                f"{type(self).__name__} with warmup_epochs > 0 needs an encoder that is an "
+                f"nn.Sequential ending in nn.Linear (the built-in 'mlp' and 'conv' are); got "
+                f"{type(encoder).__name__}{last}"
+            ) from None
+
+    @torch.no_grad()
+    def start_from_clusters(self) -> None:
+        """Set the model to the ``K`` clusters of the warm-up's codes of the training set.
+
+        With ``f`` the encoder's last hidden features [N, H] and the warm-up's code
+        ``z = mean_c mu_c(x)`` [N, D]: every ``mu_c`` takes the weights of ``z`` (so
+        ``mu_c(x) = z`` for all ``c``), the codes are clustered by ``start``, ``p(z|c)`` becomes the
+        mean and variance of cluster ``c``'s codes (``p(c)`` stays uniform), and the logits of
+        ``q(c|x)`` the softmax regression of the clusters on ``f``. Under DDP the features are
+        those of all processes, and rank zero's result is broadcast.
+        """
+        body, head = self.split_encoder()
+        k, d = self.num_components, self.latent_dim
+        means_weight = head.weight[k : k + k * d].unflatten(0, (k, d))  # [K, D, H]
+        means_bias = head.bias[k : k + k * d].unflatten(0, (k, d))  # [K, D]
+        means_weight.copy_(means_weight.mean(0, keepdim=True).expand_as(means_weight))
+        means_bias.copy_(means_bias.mean(0, keepdim=True).expand_as(means_bias))
+        features = self.map_training_set(lambda x: body(x).flatten(1))  # [N, H]
+        codes = features @ means_weight[0].T + means_bias[0]  # [N, D]
+        name = type(self).__name__
+        clusters = cluster_codes(
+            codes, k, self.start, self.spectral_neighbours, self.umap_runs, announce_as=f"{name} start"
+        )
+        gmm = gmm_from_assignment(codes, clusters, k)
+        self.prior.set_parameters(torch.full_like(gmm.weights, 1 / k), gmm.means, gmm.variances)
+        weight, bias = fit_softmax_regression(features, clusters, k)
+        head.weight[:k] = weight
+        head.bias[:k] = bias
+        agreement = ((features @ weight.T + bias).argmax(-1) == clusters).float().mean()
+        rank_zero_info(
+            f"{name} start: q(c|x) agrees with the clusters of {agreement:.1%} of "
+            f"the {codes.shape[0]} training codes"
+        )
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            for tensor in (head.weight, head.bias, self.prior.means, self.prior.raw_log_variances):
+                tensor.copy_(trainer.strategy.broadcast(tensor, src=0))
+        self.started.fill_(True)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints made before the warm-up existed have no ``started``: they trained without one."""
+        checkpoint["state_dict"].setdefault("started", torch.tensor(True))
 
     @torch.no_grad()
     def predict_cluster(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,10 +284,11 @@ class GMVAE(LatentVariableModel):
         return draws[torch.arange(draws.shape[0], device=draws.device), chosen]
 
     def update_evaluation_metrics(self, batch: EvaluatedBatch, stage: str) -> None:
-        """Adds ``elbo`` and, with labels, ``acc``, ``nmi`` and ``ari`` of :meth:`predict_cluster`."""
+        """Adds ``elbo`` and, with labels once the model has started, ``acc``, ``nmi`` and ``ari`` of
+        :meth:`predict_cluster`."""
         super().update_evaluation_metrics(batch, stage)
         self.evaluation_metric(stage, "elbo", ELBO).update(batch.terms["recon"], batch.terms["kl"])
-        if batch.labels is not None:
+        if not self.warming_up and batch.labels is not None:
             score_clusters(self, self.predict_cluster(batch.x), batch.labels, stage)
 
     def stage_metrics(
