@@ -26,6 +26,7 @@ import yaml
 from common import hardware
 
 from vae_zoo.cli import VaeZooCLI, cli_classes
+from vae_zoo.console import quiet_third_party_notices
 
 SHOWN = (
     "test/elbo",
@@ -59,12 +60,13 @@ def run_seed(config: str, seed: int, epochs: int | None, out: Path, extra: list[
     args += ["--trainer.logger.save_dir", str(out / f"seed{seed}"), "--trainer.enable_progress_bar", "false"]
     if epochs is not None:
         args += ["--trainer.max_epochs", str(epochs)]
-    cli = VaeZooCLI(*cli_classes(), args=args + extra, run=False)
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    seconds = time.perf_counter() - start
-    best = cli.trainer.checkpoint_callback.best_model_path or "last"
-    results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]
+    with quiet_third_party_notices():  # as the vae-zoo command
+        cli = VaeZooCLI(*cli_classes(), args=args + extra, run=False)
+        start = time.perf_counter()
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        seconds = time.perf_counter() - start
+        best = cli.trainer.checkpoint_callback.best_model_path or "last"
+        results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]
     return {name: float(value) for name, value in results.items()}, seconds
 
 

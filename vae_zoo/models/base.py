@@ -41,7 +41,7 @@ from torchmetrics import Metric
 
 from vae_zoo.compat import HOOK_NAME_ATTRIBUTE
 from vae_zoo.likelihoods import LIKELIHOODS, BernoulliLikelihood, Likelihood, LikelihoodName, build_likelihood
-from vae_zoo.metrics import BinaryCrossEntropy, ExampleMean, PriorMMD, SquaredError
+from vae_zoo.metrics import ELBO, BinaryCrossEntropy, ExampleMean, PriorMMD, SquaredError
 from vae_zoo.nn import Architecture, build_decoder, build_encoder, check_architecture
 from vae_zoo.priors import Prior
 from vae_zoo.validation import (
@@ -262,13 +262,17 @@ class LatentVariableModel(L.LightningModule, ABC):
     def stage_metrics(
         self, loss: torch.Tensor, terms: dict[str, torch.Tensor], stage: str
     ) -> dict[str, torch.Tensor]:
-        """The values to log under ``stage/`` in training: the loss and the batch mean of every term.
+        """The values to log under ``stage/`` in training: the loss, the batch mean of every term
+        and, for a model whose terms are a bound's (``recon`` and ``kl``), ``elbo = -(recon + kl)``.
 
         Validation and test log the same names from Metrics (see
         :meth:`update_evaluation_metrics`); a value that a subclass adds here and no Metric
         provides is logged there as a batch mean, reduced across processes by Lightning.
         """
-        return {f"{stage}/loss": loss, **{f"{stage}/{name}": term.mean() for name, term in terms.items()}}
+        metrics = {f"{stage}/loss": loss, **{f"{stage}/{name}": term.mean() for name, term in terms.items()}}
+        if "kl" in terms:
+            metrics[f"{stage}/elbo"] = -(metrics[f"{stage}/recon"] + metrics[f"{stage}/kl"])
+        return metrics
 
     #: a compiled :meth:`loss_and_terms` that training steps call instead (set by
     #: :class:`~vae_zoo.callbacks.CompiledStep` for the duration of ``fit``); None: eager
@@ -363,7 +367,8 @@ class LatentVariableModel(L.LightningModule, ABC):
         """Add a validation or test ``batch`` (its inputs, labels, loss and terms,
         :class:`EvaluatedBatch`) to the Metrics logged under ``stage/`` at the end of the epoch
         (means over all examples of all processes, in nats per example): ``loss`` (the
-        batch's loss, for each of its examples), every term of :meth:`loss_terms`, ``sq_error``
+        batch's loss, for each of its examples), every term of :meth:`loss_terms`, ``elbo``
+        (``-(recon + kl)``) when the terms are a bound's, ``sq_error``
         (``||x - reconstruct(x)||^2``), with a Bernoulli likelihood ``bce`` (the binary
         cross-entropy of the reconstruction from the code :meth:`encode`), and for a model with a
         prior ``prior_mmd``, the MMD between the aggregate posterior and the prior
@@ -377,11 +382,13 @@ class LatentVariableModel(L.LightningModule, ABC):
         self.evaluation_metric(stage, "loss", ExampleMean).update(batch.loss.detach().expand(x.shape[0]))
         for name, term in batch.terms.items():
             self.evaluation_metric(stage, name, ExampleMean).update(term)
-        self.evaluation_metric(stage, "sq_error", SquaredError).update(self.reconstruct(x), x)
+        if "kl" in batch.terms:
+            self.evaluation_metric(stage, "elbo", ELBO).update(batch.terms["recon"], batch.terms["kl"])
+        with torch.no_grad():
+            params = self.decoder(self.encode(x))  # the likelihood's parameters at the code
+        self.evaluation_metric(stage, "sq_error", SquaredError).update(self.likelihood.mean(params), x)
         if isinstance(self.likelihood, BernoulliLikelihood):
-            with torch.no_grad():
-                logits = self.decoder(self.encode(x))
-            self.evaluation_metric(stage, "bce", BinaryCrossEntropy).update(logits, x)
+            self.evaluation_metric(stage, "bce", BinaryCrossEntropy).update(params, x)
         if self.prior is not None and x.shape[0] >= 2:
             with torch.no_grad():
                 codes = self.aggregate_posterior_draws(x)  # [B, D]

@@ -11,7 +11,6 @@ from torch import nn
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from vae_zoo.consensus import CLUSTERING_METHODS, ClusteringMethod, cluster_codes
-from vae_zoo.metrics import ELBO
 from vae_zoo.mixtures import gmm_from_assignment
 from vae_zoo.models.base import EvaluatedBatch, LatentVariableModel, check_int, reconstruction_only
 from vae_zoo.models.gmm import score_clusters
@@ -284,19 +283,11 @@ class GMVAE(LatentVariableModel):
         return draws[torch.arange(draws.shape[0], device=draws.device), chosen]
 
     def update_evaluation_metrics(self, batch: EvaluatedBatch, stage: str) -> None:
-        """Adds ``elbo`` and, with labels once the model has started, ``acc``, ``nmi`` and ``ari`` of
+        """Adds, with labels once the model has started, ``acc``, ``nmi`` and ``ari`` of
         :meth:`predict_cluster`."""
         super().update_evaluation_metrics(batch, stage)
-        self.evaluation_metric(stage, "elbo", ELBO).update(batch.terms["recon"], batch.terms["kl"])
         if not self.warming_up and batch.labels is not None:
             score_clusters(self, self.predict_cluster(batch.x), batch.labels, stage)
-
-    def stage_metrics(
-        self, loss: torch.Tensor, terms: dict[str, torch.Tensor], stage: str
-    ) -> dict[str, torch.Tensor]:
-        metrics = super().stage_metrics(loss, terms, stage)
-        metrics[f"{stage}/elbo"] = -(metrics[f"{stage}/recon"] + metrics[f"{stage}/kl"])
-        return metrics
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

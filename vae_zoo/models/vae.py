@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.distributions import Normal
 
-from vae_zoo.metrics import ELBO, AggregatePosteriorKL
+from vae_zoo.metrics import AggregatePosteriorKL
 from vae_zoo.models.base import EvaluatedBatch, LatentVariableModel, check_int, weighted_sum
 from vae_zoo.nn import soft_clamp
 from vae_zoo.priors import Prior, StandardNormal
@@ -114,7 +114,6 @@ class VAE(LatentVariableModel):
         self, loss: torch.Tensor, terms: dict[str, torch.Tensor], stage: str
     ) -> dict[str, torch.Tensor]:
         metrics = super().stage_metrics(loss, terms, stage)
-        metrics[f"{stage}/elbo"] = -(metrics[f"{stage}/recon"] + metrics[f"{stage}/kl"])
         if stage == "train":
             metrics["train/kl_weight"] = torch.tensor(float(self.kl_weight))
             if self.kl_capacity is not None:
@@ -122,11 +121,9 @@ class VAE(LatentVariableModel):
         return metrics
 
     def update_evaluation_metrics(self, batch: EvaluatedBatch, stage: str) -> None:
-        """Adds to the metrics of every model ``elbo`` (``-(recon + kl)``, nats per example) and
-        ``aggregate_kl``, how far the average posterior over the data is from the prior (see
-        :class:`~vae_zoo.metrics.AggregatePosteriorKL`)."""
+        """Adds to the metrics of every model ``aggregate_kl``, how far the average posterior over
+        the data is from the prior (see :class:`~vae_zoo.metrics.AggregatePosteriorKL`)."""
         super().update_evaluation_metrics(batch, stage)
-        self.evaluation_metric(stage, "elbo", ELBO).update(batch.terms["recon"], batch.terms["kl"])
         distribution = getattr(self.prior, "distribution", None)
         if distribution is None:  # a prior of the user's own without a torch.distributions object
             return
