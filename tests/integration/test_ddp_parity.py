@@ -66,7 +66,7 @@ MODELS: dict[str, Callable[[], LatentVariableModel]] = {
     "HierarchicalGMMVAE": lambda: HierarchicalGMMVAE(**INPUT, **MIXTURE, warmup_epochs=1),
     "VampVAE": lambda: VampVAE(**INPUT, num_pseudo_inputs=5),
     "WAE": lambda: WAE(**INPUT),
-    "GMVAE": lambda: GMVAE(**INPUT, num_components=4),
+    "GMVAE": lambda: GMVAE(**INPUT, num_components=4, warmup_epochs=0),
 }
 DETERMINISTIC_TRAINING = ("LinearAutoencoder", "Autoencoder")
 TRAIN_BATCH = 50  # one process; each of the two DDP processes takes half

@@ -142,7 +142,7 @@ def test_prior_mmd_is_logged_for_every_model_with_a_prior(tmp_path: Path) -> Non
 
 def test_gmvae_bound_sums_over_the_components_exactly() -> None:
     torch.manual_seed(0)
-    model = GMVAE(num_components=3, **SMALL)
+    model = GMVAE(num_components=3, warmup_epochs=0, **SMALL)
     x = torch.bernoulli(torch.full((4, 1, 4, 4), 0.3))
     torch.manual_seed(5)
     terms = model.loss_terms(x)
@@ -170,7 +170,7 @@ def test_gmvae_kl_is_the_monte_carlo_mean_of_the_log_ratio_of_the_joint() -> Non
     """``kl`` is ``E_{q(c|x) q(z|x,c)} [log q(c|x) q(z|x,c) - log p(c) p(z|c)]``, estimated here by
     drawing the component and the code."""
     torch.manual_seed(0)
-    model = GMVAE(num_components=3, **SMALL)
+    model = GMVAE(num_components=3, warmup_epochs=0, **SMALL)
     x = torch.bernoulli(torch.full((2, 1, 4, 4), 0.3))
     with torch.no_grad():
         components, gaussians = model.mixture_posterior(x)
@@ -189,7 +189,7 @@ def test_gmvae_kl_is_the_monte_carlo_mean_of_the_log_ratio_of_the_joint() -> Non
 @pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])
 def test_gmvae_gives_back_the_information_so_that_the_aggregate_is_matched(weight: float) -> None:
     torch.manual_seed(0)
-    model = GMVAE(num_components=3, information_weight=weight, **SMALL)
+    model = GMVAE(num_components=3, information_weight=weight, warmup_epochs=0, **SMALL)
     x = torch.bernoulli(torch.full((6, 1, 4, 4), 0.3))
     terms = model.loss_terms(x)
     q = model.mixture_posterior(x)[0].probs  # [6, 3]
@@ -209,11 +209,11 @@ def test_gmvae_gives_back_the_information_so_that_the_aggregate_is_matched(weigh
 @pytest.mark.parametrize("weight", [-0.1, 1.5, "1", True])
 def test_gmvae_refuses_an_information_weight_outside_zero_one(weight: object) -> None:
     with pytest.raises(ValueError, match="information_weight must be"):
-        GMVAE(num_components=3, information_weight=weight, **SMALL)
+        GMVAE(num_components=3, information_weight=weight, warmup_epochs=0, **SMALL)
 
 
 def test_clusters_are_scored_against_whole_number_labels_only() -> None:
-    model = GMVAE(num_components=2, **SMALL)
+    model = GMVAE(num_components=2, warmup_epochs=0, **SMALL)
     score_clusters(model, torch.tensor([0, 1, 1]), torch.tensor([1.0, 0.0, 0.0]), "val")
     assert float(model.evaluation_metric("val", "acc", ClusteringAccuracy).compute()) == 1.0
     with pytest.raises(ValueError, match=r"need class labels .*such as 0\.5"):

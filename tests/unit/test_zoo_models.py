@@ -442,6 +442,9 @@ def test_gmvae_starts_from_the_clusters_of_its_warmup_codes_and_clusters() -> No
     torch.testing.assert_close(model.prior.means, expected.means, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(model.prior.log_variances.exp(), expected.variances, atol=1e-4, rtol=1e-3)
     torch.testing.assert_close(model.prior.weights, torch.full((2,), 0.5))
+    # q(z|x,c) starts with a hundredth of p(z|c)'s variance, for every input
+    expected_variance = (expected.variances / 100).expand(len(x), -1, -1)
+    torch.testing.assert_close(gaussians.variance, expected_variance, atol=1e-6, rtol=1e-3)
     trainer = quiet_trainer(epochs=3)
     trainer.fit(model, loader(x, y), loader(x, y))  # no second start: it is stored in the model
     assert trainer.callback_metrics["val/acc"] == 1.0 and trainer.callback_metrics["val/ari"] > 0.99
