@@ -350,30 +350,32 @@ def test_gmm_vae_keeps_its_fitted_prior_unless_told_to_learn_it(learn_prior: boo
     assert not torch.equal(next(model.encoder.parameters()), fitted["encoder"])
 
 
+GMM_RECIPE = {"warmup_epochs", "prior_init", "components_per_cluster", "learn_prior", "kl_estimator"}
+
+
 @pytest.mark.parametrize(
-    ("config", "model_class"), [("gmm_mnist.yaml", GMMVAE), ("hgmm_mnist.yaml", HierarchicalGMMVAE)]
+    ("config", "model_class", "recipe_arguments"),
+    [
+        ("gmm_mnist.yaml", GMMVAE, GMM_RECIPE),
+        ("hgmm_mnist.yaml", HierarchicalGMMVAE, GMM_RECIPE),
+        ("gmvae_mnist.yaml", GMVAE, {"warmup_epochs", "start", "information_weight"}),
+    ],
 )
 def test_the_mnist_clustering_configs_only_restate_the_models_defaults(
-    config: str, model_class: type
+    config: str, model_class: type, recipe_arguments: set[str]
 ) -> None:
     """The clustering recipe is the model's: every mixture argument that the MNIST config sets
     is the model's default, so that the model pointed at other data gets the same recipe."""
     path = Path(__file__).parents[2] / "configs" / config
     arguments = yaml.safe_load(path.read_text())["model"]["init_args"]
-    defaults = {
-        name: parameter.default
-        for cls in model_class.__mro__[: model_class.__mro__.index(GMMVAE) + 1]
-        for name, parameter in inspect.signature(cls.__init__).parameters.items()
-        if parameter.default is not inspect.Parameter.empty
-    }
-    recipe = {name: value for name, value in arguments.items() if name in defaults and name != "hidden_dims"}
-    assert {
-        "warmup_epochs",
-        "prior_init",
-        "components_per_cluster",
-        "learn_prior",
-        "kl_estimator",
-    } <= recipe.keys()
+    defaults = {}
+    for cls in reversed(model_class.__mro__):  # a subclass's default wins
+        if cls is not object and "__init__" in vars(cls):
+            for name, parameter in inspect.signature(cls.__init__).parameters.items():
+                if parameter.default is not inspect.Parameter.empty:
+                    defaults[name] = parameter.default
+    recipe = {name: value for name, value in arguments.items() if name in recipe_arguments | set(GMM_RECIPE)}
+    assert recipe_arguments <= recipe.keys()
     assert recipe == {name: defaults[name] for name in recipe}
     assert list(arguments["hidden_dims"]) == list(defaults["hidden_dims"])
 
