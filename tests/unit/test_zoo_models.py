@@ -463,10 +463,15 @@ def test_gmvae_checkpoints_from_before_the_warmup_load_as_started(tmp_path: Path
     assert not fresh.warming_up
 
 
-def test_gmvae_start_needs_a_linear_last_encoder_layer() -> None:
-    model = blob_gmvae()
-    model.encoder = torch.nn.Sequential(model.encoder, torch.nn.ReLU())
+class GMVAEWithReluOut(GMVAE):
+    def build_encoder(self) -> torch.nn.Module:
+        return torch.nn.Sequential(super().build_encoder(), torch.nn.ReLU())
+
+
+def test_gmvae_start_needs_a_linear_last_encoder_layer_and_says_so_when_built() -> None:
+    options = {"input_shape": [1, 8, 8], "latent_dim": 2, "hidden_dims": [8], "num_components": 2}
     with pytest.raises(
         TypeError, match=r"nn\.Sequential ending in nn\.Linear .*got Sequential ending in ReLU"
     ):
-        model.start_from_clusters()
+        GMVAEWithReluOut(**options)
+    GMVAEWithReluOut(**options, warmup_epochs=0)  # no start, no need

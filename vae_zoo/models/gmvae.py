@@ -144,6 +144,8 @@ class GMVAE(LatentVariableModel):
         self.umap_runs = umap_runs
         # True once trained past the start (from the beginning without a warm-up)
         self.register_buffer("started", torch.tensor(warmup_epochs == 0))
+        if warmup_epochs > 0:
+            self.split_encoder()  # refuse an encoder the start cannot use now, not after the warm-up
 
     @property
     def encoder_out_features(self) -> int:
@@ -261,6 +263,7 @@ class GMVAE(LatentVariableModel):
         self.prior.set_parameters(torch.full_like(gmm.weights, 1 / k), gmm.means, gmm.variances)
         head.weight[log_variance_rows] = 0.0
         head.bias[log_variance_rows] = (self.prior.log_variances + math.log(START_VARIANCE_SHARE)).flatten()
+        features = features.float()  # the regression in float32 at least, also under bf16
         weight, bias = fit_softmax_regression(features, clusters, k)
         head.weight[:k] = weight
         head.bias[:k] = bias
