@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 
-from vae_zoo.models import ALL_MODELS, GMMVAE, VAE, BetaVAE, model_arguments
+from vae_zoo.models import ALL_MODELS, GMMVAE, GMVAE, VAE, BetaVAE, model_arguments
 from vae_zoo.models.base import LatentVariableModel, fused_adam_supported, weighted_sum
 from vae_zoo.models.vae import free_bits_kl
 
@@ -213,6 +213,8 @@ def test_every_trainable_parameter_gets_a_gradient_in_a_training_step(model_clas
     x = binary_batch(32)
     if isinstance(model, GMMVAE):  # past the warm-up: the prior's parameters are in the loss
         model.initialize_prior(model.encode(x).detach())
+    if isinstance(model, GMVAE):  # past the warm-up, as after its start
+        model.started.fill_(True)
     model.train()
     model.objective(model.loss_terms(x)).backward()
     for name, parameter in model.named_parameters():
