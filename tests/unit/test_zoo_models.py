@@ -452,7 +452,7 @@ def test_gmvae_starts_from_the_clusters_of_its_warmup_codes_and_clusters() -> No
     assert trainer.callback_metrics["val/acc"] == 1.0 and trainer.callback_metrics["val/ari"] > 0.99
 
 
-def test_gmvae_checkpoints_from_before_the_warmup_load_as_started(tmp_path: Path) -> None:
+def test_gmvae_checkpoints_from_before_the_warmup_load_as_started() -> None:
     model = GMVAE(input_shape=[1, 8, 8], latent_dim=2, hidden_dims=[8], num_components=2)
     state = model.state_dict()
     del state["started"]
