@@ -141,17 +141,13 @@ def two_blobs() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+#: the network and mixture of the small clustering models for :func:`two_blobs`
+BLOB_MODEL = {"input_shape": [1, 8, 8], "latent_dim": 2, "hidden_dims": [32], "num_components": 2, "lr": 0.01}
+
+
 def blob_gmm_vae(**overrides) -> GMMVAE:
     """A small GMMVAE for :func:`two_blobs`; ``overrides`` replace its arguments."""
-    options = {
-        "input_shape": [1, 8, 8],
-        "latent_dim": 2,
-        "hidden_dims": [32],
-        "num_components": 2,
-        "kl_estimator": "responsibility",
-        "lr": 0.01,
-    }
-    return GMMVAE(**{**options, **overrides})
+    return GMMVAE(**{**BLOB_MODEL, "kl_estimator": "responsibility", **overrides})
 
 
 @pytest.mark.parametrize(
@@ -382,16 +378,8 @@ def test_the_mnist_clustering_configs_only_restate_the_models_defaults(
 
 def blob_gmvae(**overrides) -> GMVAE:
     """A small GMVAE for :func:`two_blobs` with an autoencoder warm-up of two epochs."""
-    options = {
-        "input_shape": [1, 8, 8],
-        "latent_dim": 2,
-        "hidden_dims": [32],
-        "num_components": 2,
-        "lr": 0.01,
-    }
-    return GMVAE(
-        **{**options, "warmup_epochs": 2, "start": "spectral", "spectral_neighbours": 10, **overrides}
-    )
+    start = {"warmup_epochs": 2, "start": "spectral", "spectral_neighbours": 10}
+    return GMVAE(**{**BLOB_MODEL, **start, **overrides})
 
 
 def test_softmax_regression_is_scikit_learns_penalised_logistic_regression() -> None:
