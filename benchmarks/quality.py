@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import yaml
 from common import hardware
@@ -53,14 +54,18 @@ def iwae_arguments(config: str, samples: int) -> list[str]:
     return ["--trainer.callbacks.num_samples", str(samples)] if last.endswith("IWAEEvaluation") else []
 
 
-def run_seed(config: str, seed: int, epochs: int | None, out: Path, extra: list[str]) -> tuple[dict, float]:
-    """Fit and test one seed; return the test metrics and the seconds the fit took."""
-    args = ["--config", config, "--seed_everything", str(seed)]
+def run_seed(
+    setup: list[str], seed: int, epochs: int | None, out: Path, extra: list[str]
+) -> tuple[dict, float]:
+    """Fit and test one seed of the ``vae-zoo`` arguments ``setup`` (a config, or the model and
+    data classes); return the test metrics and the seconds the fit took."""
+    args = [*setup, "--seed_everything", str(seed)]
     args += ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger"]
     args += ["--trainer.logger.save_dir", str(out / f"seed{seed}"), "--trainer.enable_progress_bar", "false"]
     if epochs is not None:
         args += ["--trainer.max_epochs", str(epochs)]
-    with quiet_third_party_notices():  # as the vae-zoo command
+    # as the vae-zoo command; sys.argv is this script's, not the command's (Lightning warns)
+    with quiet_third_party_notices(), mock.patch.object(sys, "argv", sys.argv[:1]):
         cli = VaeZooCLI(*cli_classes(), args=args + extra, run=False)
         start = time.perf_counter()
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -90,7 +95,7 @@ def main() -> None:
     per_seed = []
     for seed in options.seeds:
         extra = iwae_arguments(options.config, options.iwae_samples) + options.extra
-        metrics, seconds = run_seed(options.config, seed, options.epochs, options.out, extra)
+        metrics, seconds = run_seed(["--config", options.config], seed, options.epochs, options.out, extra)
         per_seed.append(metrics)
         shown = "  ".join(f"{k}={metrics[k]:.4f}" for k in SHOWN if k in metrics)
         print(f"seed {seed}: {shown}  fit_seconds={seconds:.0f}", flush=True)

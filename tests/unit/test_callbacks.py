@@ -146,7 +146,7 @@ def test_collapse_detection_reports_an_empty_mixture_component(tmp_path: Path) -
         model.prior.logits.copy_(torch.tensor([0.0, 0.0, -50.0]))  # a component nobody can use
         model.prior.means.copy_(torch.tensor([[0.0] * 4, [0.1] * 4, [1e3] * 4]))
     detection = CollapseDetection(action="warn", min_occupancy=0.01)
-    model.initialize_prior = lambda codes: model.prior_initialized.fill_(True)  # keep the crafted prior
+    model.initialize_prior = lambda codes: model.started.fill_(True)  # keep the crafted prior
     with pytest.warns(UserWarning, match="a cluster holds 0.00% < 1% of the data"):
         trainer(tmp_path, 1, [detection], limit_train_batches=1).fit(model, blobs(), blobs())
     assert detection.collapsed

@@ -145,7 +145,7 @@ def test_every_model_trains_under_bf16_autocast_with_finite_losses(model_class: 
         assert all(bool(torch.isfinite(term).all()) for term in terms.values())
     assert all(math.isfinite(float(value)) for value in run.callback_metrics.values())
     if isinstance(model, GMMVAE):
-        assert bool(model.prior_initialized)
+        assert bool(model.started)
         assert model.prior.means.dtype == torch.float32
         assert bool(torch.isfinite(model.prior.means).all())
 

@@ -238,7 +238,13 @@ def differs(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         # warm-up epoch 0, EM fit at the start of epoch 1: resume after the switch
         (
             "GMMVAE",
-            lambda: GMMVAE(**SMALL, num_components=3, warmup_epochs=1, em_restarts=1, em_iterations=20),
+            lambda: GMMVAE(
+                **SMALL,
+                num_components=3,
+                warmup_epochs=1,
+                em_restarts=1,
+                em_iterations=20,
+            ),
             2,
         ),
     ],
@@ -256,7 +262,7 @@ def test_an_interrupted_run_resumed_from_last_ckpt_ends_exactly_as_an_uninterrup
     assert resumed.current_epoch == epochs and resumed.global_step == whole.global_step == 4 * epochs
     assert_same_state(resumed, whole)
     if isinstance(whole, GMMVAE):
-        assert bool(resumed.prior_initialized)
+        assert bool(resumed.started)
     assert same_rows(part_rows + resumed_rows, whole_rows)
     assert {"train/loss", "train/kl", "val/loss", "val/elbo"} <= whole_rows[0].keys() | whole_rows[-1].keys()
     # the same resume without the random states draws other reparameterization noise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -157,15 +158,43 @@ def blob_gmm_vae(**overrides) -> GMMVAE:
 def test_gmm_vae_initialises_its_prior_after_the_warmup_and_clusters(estimator: str, prior_init: str) -> None:
     x, y = two_blobs()
     model = blob_gmm_vae(
-        warmup_epochs=2, kl_estimator=estimator, prior_init=prior_init, spectral_neighbours=10
+        warmup_epochs=2,
+        kl_estimator=estimator,
+        prior_init=prior_init,
+        spectral_neighbours=10,
     )
     trainer = quiet_trainer(epochs=4)
     trainer.fit(model, loader(x, y), loader(x, y))
-    assert bool(model.prior_initialized)
+    assert bool(model.started)
     assert trainer.callback_metrics["val/acc"] == 1.0
     assert trainer.callback_metrics["val/nmi"] > 0.99 and trainer.callback_metrics["val/ari"] > 0.99
     predictions = torch.cat([outputs["cluster"] for outputs in trainer.predict(model, loader(x, y))])
     assert predictions.dtype == torch.int64 and set(predictions.tolist()) == {0, 1}
+
+
+def test_a_fit_shorter_than_the_warmup_says_it_trains_the_autoencoder_only() -> None:
+    x, y = two_blobs()
+    model = blob_gmm_vae(warmup_epochs=3, prior_init="em")
+    with pytest.warns(
+        UserWarning, match=r"warm-up lasts 3 epochs and trainer\.max_epochs is 3: .*autoencoder only"
+    ):
+        quiet_trainer(epochs=3).fit(model, loader(x, y))
+    assert model.warming_up
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*warm-up lasts")
+        quiet_trainer(epochs=4).fit(blob_gmm_vae(warmup_epochs=3, prior_init="em"), loader(x, y))
+
+
+@pytest.mark.parametrize("started", [True, False])
+def test_gmm_vae_checkpoints_with_the_former_flag_load_with_their_start(started: bool) -> None:
+    state = blob_gmm_vae().state_dict()
+    state["prior_initialized"] = torch.tensor(started)  # the flag's name until the warm-up was shared
+    del state["started"]
+    checkpoint = {"state_dict": state}
+    model = blob_gmm_vae()
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"])
+    assert model.warming_up is not started
 
 
 def test_clustering_metrics_appear_once_the_prior_is_fitted_with_accuracy_in_the_progress_bar() -> None:
@@ -173,7 +202,7 @@ def test_clustering_metrics_appear_once_the_prior_is_fitted_with_accuracy_in_the
     model = blob_gmm_vae(warmup_epochs=2, prior_init="spectral", spectral_neighbours=10)
     trainer = quiet_trainer(epochs=2)
     trainer.fit(model, loader(x, y), loader(x, y))
-    assert not bool(model.prior_initialized)
+    assert not bool(model.started)
     assert not {"val/acc", "val/nmi", "val/ari"} & trainer.callback_metrics.keys()
     trainer = quiet_trainer(epochs=3)
     trainer.fit(model, loader(x, y), loader(x, y))
@@ -198,7 +227,11 @@ def test_gmm_vae_warmup_trains_an_autoencoder_but_evaluates_the_elbo() -> None:
 def test_hierarchical_model_exposes_its_tree() -> None:
     x, y = two_blobs()
     model = HierarchicalGMMVAE(
-        input_shape=[1, 8, 8], latent_dim=2, hidden_dims=[32], num_components=4, warmup_epochs=1
+        input_shape=[1, 8, 8],
+        latent_dim=2,
+        hidden_dims=[32],
+        num_components=4,
+        warmup_epochs=1,
     )
     trainer = quiet_trainer(epochs=2)
     trainer.fit(model, loader(x, y), loader(x, y))
@@ -266,10 +299,24 @@ def test_spectral_initialisation_is_the_mixture_of_the_spectral_clusters() -> No
     codes, _ = two_moons()
     model.initialize_prior(codes)
     expected = gmm_from_assignment(codes, spectral_clustering(codes, 2, neighbours=10), 2)
-    assert bool(model.prior_initialized)
+    assert bool(model.started)
     torch.testing.assert_close(model.prior.means, expected.means)
     torch.testing.assert_close(model.prior.weights, expected.weights)
     torch.testing.assert_close(model.prior.log_variances.exp(), expected.variances, rtol=1e-4, atol=1e-6)
+    # q(z|x) starts at a hundredth of the mixture's mean variance sum_k pi_k sigma_k^2, every input
+    within = (expected.weights.unsqueeze(-1) * expected.variances).sum(0)  # [2]
+    x = torch.rand(5, 1, 28, 28)
+    # (the log-variance's soft bounds are the identity to 1e-3 at this distance from them)
+    torch.testing.assert_close(model.posterior(x).variance, (within / 100).expand(5, -1), rtol=2e-3, atol=0)
+
+
+def test_a_gmm_vae_refuses_an_encoder_its_start_cannot_set_when_built() -> None:
+    class ReluOutGMMVAE(GMMVAE):
+        def build_encoder(self) -> torch.nn.Module:
+            return torch.nn.Sequential(super().build_encoder(), torch.nn.ReLU())
+
+    with pytest.raises(TypeError, match=r"ReluOutGMMVAE's start needs an encoder .*ending in ReLU"):
+        ReluOutGMMVAE(latent_dim=2, hidden_dims=[8], num_components=2)
 
 
 def test_the_prior_can_be_initialised_outside_a_trainer() -> None:
@@ -277,7 +324,7 @@ def test_the_prior_can_be_initialised_outside_a_trainer() -> None:
     centres = torch.tensor([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
     codes = torch.cat([centre + 0.3 * torch.randn(50, 2) for centre in centres])
     model.initialize_prior(codes)
-    assert bool(model.prior_initialized) and bool(model.prior.has_tree)
+    assert bool(model.started) and bool(model.prior.has_tree)
     order = torch.cdist(centres, model.prior.means.detach()).argmin(-1)
     torch.testing.assert_close(model.prior.means.detach()[order], centres, atol=0.2, rtol=0)
 
@@ -420,7 +467,7 @@ def test_gmvae_starts_from_the_clusters_of_its_warmup_codes_and_clusters() -> No
     trainer.fit(model, loader(x, y), loader(x, y))
     assert model.warming_up and not {"val/acc", "val/nmi", "val/ari"} & trainer.callback_metrics.keys()
     codes = model.encode(x)  # the warm-up's code
-    model.start_from_clusters()
+    model.start_from_warmup()
     assert not model.warming_up
     with torch.no_grad():
         components, gaussians = model.mixture_posterior(x)

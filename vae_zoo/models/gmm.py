@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
@@ -14,14 +15,9 @@ from torchmetrics.clustering import AdjustedRandScore, NormalizedMutualInfoScore
 from vae_zoo.consensus import CLUSTERING_METHODS, ClusteringMethod, cluster_codes
 from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import fit_diagonal_gmm, gmm_from_assignment, split_clusters
-from vae_zoo.models.base import (
-    EvaluatedBatch,
-    LatentVariableModel,
-    check_int,
-    fused_adam_supported,
-    reconstruction_only,
-)
+from vae_zoo.models.base import EvaluatedBatch, LatentVariableModel, check_int, fused_adam_supported
 from vae_zoo.models.vae import VAE
+from vae_zoo.models.warm_start import START_VARIANCE_SHARE, WarmStart
 from vae_zoo.priors import GaussianMixture
 from vae_zoo.validation import (
     MAX_COMPONENTS,
@@ -63,7 +59,7 @@ PriorInit = ClusteringMethod
 PRIOR_INITS = CLUSTERING_METHODS
 
 
-class GMMVAE(VAE):
+class GMMVAE(WarmStart, VAE):
     """VAE whose prior is a trainable mixture of ``K`` clusters, each a mixture of
     ``components_per_cluster`` diagonal Gaussians.
 
@@ -74,10 +70,11 @@ class GMMVAE(VAE):
     * ``"responsibility"``: VaDE's bound ``sum_k g_k KL(q || N_k) + KL(g || pi)``,
       ``g = p(k | z)``.
 
-    To avoid collapsing into one cluster, the prior is initialised from the data: the first
-    ``warmup_epochs`` train a deterministic autoencoder (``z`` = posterior mean, no KL); then the
-    codes of the training set (:meth:`map_training_set`) are encoded and a diagonal GMM fitted to
-    them becomes the prior. The codes are first split into ``K`` clusters by ``prior_init``
+    To avoid collapsing into one cluster, the prior is initialised from the data
+    (:class:`~vae_zoo.models.warm_start.WarmStart`): the first ``warmup_epochs`` train a
+    deterministic autoencoder (``z`` = posterior mean, no KL); then the codes of the training set
+    (:meth:`map_training_set`) are encoded and a diagonal GMM fitted to them becomes the prior.
+    The codes are first split into ``K`` clusters by ``prior_init``
 
     * ``"em"``: the most likely component of each code under a ``K``-component EM fit
       (:func:`~vae_zoo.mixtures.fit_diagonal_gmm`, on the training device);
@@ -160,7 +157,6 @@ class GMMVAE(VAE):
         check_number("prior_lr", prior_lr, minimum=0, strict=True, optional=True)
         check_int("components_per_cluster", components_per_cluster, minimum=1, maximum=MAX_COMPONENTS)
         check_int("umap_runs", umap_runs, minimum=1)
-        check_int("warmup_epochs", warmup_epochs, minimum=0)
         check_int("em_restarts", em_restarts, minimum=1)
         check_int("em_iterations", em_iterations, minimum=1)
         check_choice("kl_estimator", kl_estimator, ("monte_carlo", "responsibility"))
@@ -183,7 +179,6 @@ class GMMVAE(VAE):
         self.learn_mixture_weights = learn_mixture_weights
         super().__init__(latent_dim=latent_dim, hidden_dims=hidden_dims, **kwargs)
         self.kl_estimator = kl_estimator
-        self.warmup_epochs = warmup_epochs
         self.prior_init = prior_init
         self.em_restarts = em_restarts
         self.em_iterations = em_iterations
@@ -191,7 +186,7 @@ class GMMVAE(VAE):
         self.umap_runs = umap_runs
         self.prior_lr = prior_lr
         self.prior.requires_grad_(learn_prior)
-        self.register_buffer("prior_initialized", torch.tensor(False))
+        self.init_warm_start(warmup_epochs)
 
     def build_prior(self) -> GaussianMixture:
         return GaussianMixture(
@@ -201,11 +196,6 @@ class GMMVAE(VAE):
             self.components_per_cluster,
         )
 
-    @property
-    def warming_up(self) -> bool:
-        """Whether training is still in the autoencoder warm-up."""
-        return not bool(self.prior_initialized)
-
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if not (self.training and self.warming_up):
             return super().loss_terms(x)
@@ -214,11 +204,6 @@ class GMMVAE(VAE):
         posterior = self.posterior(x)
         recon = -self.likelihood.log_prob(x, self.decoder(posterior.mean))
         return {"recon": recon, **self.latent_terms(posterior, posterior.mean)}
-
-    def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
-        if not (self.training and self.warming_up):
-            return super().objective(terms)
-        return reconstruction_only(terms)
 
     def latent_terms(self, posterior: Normal, z: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.kl_estimator == "responsibility" and self.free_bits <= 0:
@@ -232,15 +217,18 @@ class GMMVAE(VAE):
         return self.prior.cluster_responsibilities(self.encode(x)).argmax(-1)
 
     # ----------------------------------------------------------------- prior initialisation
-    def on_train_epoch_start(self) -> None:
-        if self.warming_up and self.current_epoch >= self.warmup_epochs:
-            # the codes of the training examples as they are (not augmented), of every process
-            self.initialize_prior(self.map_training_set(self.encode))
+    def start_from_warmup(self) -> None:
+        """Fit the prior to the codes of the training examples as they are (not augmented), of
+        every process."""
+        self.initialize_prior(self.map_training_set(self.encode))
 
     @torch.no_grad()
     def initialize_prior(self, codes: torch.Tensor) -> None:
         """Fit the mixture to ``codes`` [N, D] (clusters by ``prior_init``, each split into
-        ``components_per_cluster`` Gaussians) and make it the prior.
+        ``components_per_cluster`` Gaussians) and make it the prior; set the posterior's variance
+        to :data:`~vae_zoo.models.warm_start.START_VARIANCE_SHARE` of the mixture's mean variance
+        ``sum_k pi_k sigma_k^2`` (the warm-up left the log-variance head untrained, at a variance
+        of about 1, which scatters the clusters of codes on a smaller scale).
 
         Under DDP ``codes`` are those of all processes (:meth:`map_training_set`), and the fit of
         rank zero is broadcast, so every process starts from the same prior.
@@ -254,10 +242,16 @@ class GMMVAE(VAE):
             parts = split_clusters(codes, self.cluster_codes(codes), k, per_cluster)
             gmm = gmm_from_assignment(codes, parts, k * per_cluster)
         self.prior.set_parameters(gmm.weights, gmm.means, gmm.variances)
+        # q(z|x)'s variance: START_VARIANCE_SHARE of the mixture's mean within-component variance
+        head = self.split_encoder()[1]
+        d = self.latent_dim
+        within = (gmm.weights.unsqueeze(-1) * gmm.variances).sum(0)  # [D]
+        head.weight[d:] = 0.0
+        head.bias[d:] = within.log() + math.log(START_VARIANCE_SHARE)
         if distributed:
-            for tensor in (self.prior.means, self.prior.raw_log_variances, self.prior.logits):
+            for tensor in (self.prior.means, self.prior.raw_log_variances, self.prior.logits, head.bias):
                 tensor.copy_(trainer.strategy.broadcast(tensor, src=0))
-        self.prior_initialized.fill_(True)
+        self.started.fill_(True)
         self.on_prior_initialized(codes)
 
     def cluster_codes(self, codes: torch.Tensor) -> torch.Tensor:

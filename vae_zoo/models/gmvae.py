@@ -13,16 +13,14 @@ from torch.distributions import Categorical, Normal, kl_divergence
 
 from vae_zoo.consensus import CLUSTERING_METHODS, ClusteringMethod, cluster_codes
 from vae_zoo.mixtures import gmm_from_assignment
-from vae_zoo.models.base import EvaluatedBatch, LatentVariableModel, check_int, reconstruction_only
+from vae_zoo.models.base import EvaluatedBatch, check_int
 from vae_zoo.models.gmm import score_clusters
-from vae_zoo.nn import soft_clamp, split_last_linear
+from vae_zoo.models.warm_start import START_VARIANCE_SHARE, WarmStart
+from vae_zoo.nn import soft_clamp
 from vae_zoo.priors import GaussianMixture
 from vae_zoo.validation import MAX_COMPONENTS, check_choice, check_number
 
 POSTERIOR_LOG_VARIANCE_BOUNDS = (-14.0, 8.0)
-#: at the start, ``q(z|x,c)``'s variance is this share of ``p(z|c)``'s: the first draws stay inside
-#: the cluster, so that the switch from the autoencoder does not scatter the clusters
-START_VARIANCE_SHARE = 0.01
 
 
 def posterior_mean(components: Categorical, gaussians: Normal) -> torch.Tensor:
@@ -62,7 +60,7 @@ def fit_softmax_regression(
     return weight.detach(), bias.detach()
 
 
-class GMVAE(LatentVariableModel):
+class GMVAE(WarmStart):
     """A two-level latent variable ``(c, z)``: the posterior first picks a component,
     ``q(c|x) = Cat(softmax(l(x)))``, then a Gaussian ``q(z|x,c) = N(mu_c(x), diag sigma_c^2(x))``;
     the prior is ``p(c) = 1/K`` and ``p(z|c) = N(m_c, diag s_c^2)`` with learned ``m_c, s_c``.
@@ -91,11 +89,12 @@ class GMVAE(LatentVariableModel):
 
     Trained from its random initialisation (``warmup_epochs = 0``, as published) the components
     settle on styles as much as on classes (MNIST: 4 of 10 left empty, accuracy 0.49). By default
-    (``warmup_epochs > 0``) the model starts as the GMM-VAE does: those epochs train a deterministic
+    (``warmup_epochs > 0``) the model starts as the GMM-VAE does
+    (:class:`~vae_zoo.models.warm_start.WarmStart`): those epochs train a deterministic
     autoencoder whose code is the mean of the ``K`` component means, ``z = mean_c mu_c(x)``; then
     the codes of the training set are clustered by ``start``
     (:func:`~vae_zoo.consensus.cluster_codes`) and the model is set to that clustering
-    (:meth:`start_from_clusters`): every component's mean takes the code's weights, ``p(z|c)``
+    (:meth:`start_from_warmup`): every component's mean takes the code's weights, ``p(z|c)``
     becomes the mean and variance of cluster ``c``'s codes (and ``q(z|x,c)`` a hundredth of that
     variance), and the logits of ``q(c|x)`` the softmax regression of the clusters on the encoder's
     last hidden features (:func:`fit_softmax_regression`). The start is part of ``fit``, stored in
@@ -131,21 +130,16 @@ class GMVAE(LatentVariableModel):
     ) -> None:
         check_int("num_components", num_components, minimum=2, maximum=MAX_COMPONENTS)
         check_number("information_weight", information_weight, minimum=0, maximum=1)
-        check_int("warmup_epochs", warmup_epochs, minimum=0)
         check_choice("start", start, CLUSTERING_METHODS)
         check_int("spectral_neighbours", spectral_neighbours, minimum=1)
         check_int("umap_runs", umap_runs, minimum=1)
         self.num_components = num_components  # read by build_prior and encoder_out_features
         self.information_weight = float(information_weight)
         super().__init__(**kwargs)
-        self.warmup_epochs = warmup_epochs
         self.start = start
         self.spectral_neighbours = spectral_neighbours
         self.umap_runs = umap_runs
-        # True once trained past the start (from the beginning without a warm-up)
-        self.register_buffer("started", torch.tensor(warmup_epochs == 0))
-        if warmup_epochs > 0:
-            self.split_encoder()  # refuse an encoder the start cannot use now, not after the warm-up
+        self.init_warm_start(warmup_epochs, started=warmup_epochs == 0)
 
     @property
     def encoder_out_features(self) -> int:
@@ -166,11 +160,6 @@ class GMVAE(LatentVariableModel):
             validate_args=False,
         )
         return Categorical(logits=logits, validate_args=False), gaussians
-
-    @property
-    def warming_up(self) -> bool:
-        """Whether training is still in the autoencoder warm-up."""
-        return not bool(self.started)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         components, gaussians = self.mixture_posterior(x)
@@ -209,33 +198,9 @@ class GMVAE(LatentVariableModel):
     def loss_weights(self) -> dict[str, float]:
         return {"recon": 1.0, "kl": 1.0, "info": -self.information_weight}
 
-    def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
-        if not (self.training and self.warming_up):
-            return super().objective(terms)
-        return reconstruction_only(terms)
-
     # ----------------------------------------------------------------- the start
-    def on_train_epoch_start(self) -> None:
-        if self.warming_up and self.current_epoch >= self.warmup_epochs:
-            self.start_from_clusters()
-
-    def split_encoder(self) -> tuple[nn.Sequential, nn.Linear]:
-        """The encoder as ``(body, head)``: the last hidden features and the linear layer that
-        gives the logits, means and log-variances from them (:func:`~vae_zoo.nn.split_last_linear`);
-        the start needs the last layer to be linear."""
-        try:
-            return split_last_linear(self.encoder)
-        except TypeError:
-            encoder = self.encoder
-            last = f" ending in {type(encoder[-1]).__name__}" if isinstance(encoder, nn.Sequential) else ""
-            raise TypeError(
-                f"{type(self).__name__} with warmup_epochs > 0 needs an encoder that is an "
-                f"nn.Sequential ending in nn.Linear (the built-in 'mlp' and 'conv' are); got "
-                f"{type(encoder).__name__}{last}"
-            ) from None
-
     @torch.no_grad()
-    def start_from_clusters(self) -> None:
+    def start_from_warmup(self) -> None:
         """Set the model to the ``K`` clusters of the warm-up's codes of the training set.
 
         With ``f`` the encoder's last hidden features [N, H] and the warm-up's code
@@ -277,10 +242,6 @@ class GMVAE(LatentVariableModel):
             for tensor in (head.weight, head.bias, self.prior.means, self.prior.raw_log_variances):
                 tensor.copy_(trainer.strategy.broadcast(tensor, src=0))
         self.started.fill_(True)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints made before the warm-up existed have no ``started``: they trained without one."""
-        checkpoint["state_dict"].setdefault("started", torch.tensor(True))
 
     @torch.no_grad()
     def predict_cluster(self, x: torch.Tensor) -> torch.Tensor:
