@@ -20,6 +20,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from unittest import mock
 
@@ -75,6 +76,26 @@ def run_seed(
     return {name: float(value) for name, value in results.items()}, seconds
 
 
+def print_seed(seed: int, metrics: dict[str, float], seconds: float, shown: Sequence[str]) -> None:
+    """One line: the seed's ``shown`` metrics and the seconds its fit took."""
+    values = "  ".join(f"{k}={metrics[k]:.4f}" for k in shown if k in metrics)
+    print(f"seed {seed}: {values}  fit_seconds={seconds:.0f}", flush=True)
+
+
+def print_summary(
+    command: str, per_seed: list[dict[str, float]], seeds: list[int], shown: Sequence[str]
+) -> None:
+    """The command, the hardware, and each ``shown`` metric's mean, sample standard deviation and
+    smallest value over the seeds."""
+    print(f"\ncommand: {command}\nhardware: {hardware()}")
+    for name in shown:
+        values = [m[name] for m in per_seed if name in m]
+        if values:
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary = f"{statistics.mean(values):.4f} ± {spread:.4f} (min {min(values):.4f})"
+            print(f"{name}: {summary} over seeds {seeds}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -97,14 +118,8 @@ def main() -> None:
         extra = iwae_arguments(options.config, options.iwae_samples) + options.extra
         metrics, seconds = run_seed(["--config", options.config], seed, options.epochs, options.out, extra)
         per_seed.append(metrics)
-        shown = "  ".join(f"{k}={metrics[k]:.4f}" for k in SHOWN if k in metrics)
-        print(f"seed {seed}: {shown}  fit_seconds={seconds:.0f}", flush=True)
-    print(f"\ncommand: {command}\nhardware: {hardware()}")
-    for name in SHOWN:
-        values = [m[name] for m in per_seed if name in m]
-        if values:
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            print(f"{name}: {statistics.mean(values):.4f} ± {spread:.4f} over seeds {options.seeds}")
+        print_seed(seed, metrics, seconds, SHOWN)
+    print_summary(command, per_seed, options.seeds, SHOWN)
 
 
 if __name__ == "__main__":
