@@ -144,8 +144,8 @@ PRIOR_RECORDS: list[dict[str, list]] = []
 
 
 def record_prior_initialisation(model_class: type) -> None:
-    """Make ``model_class.on_started`` also record the prior it has just set."""
-    original = model_class.on_started
+    """Make ``model_class.on_prior_initialized`` also record the prior it has just set."""
+    original = model_class.on_prior_initialized
 
     def recording(self, codes: torch.Tensor) -> None:
         original(self, codes)
@@ -156,7 +156,7 @@ def record_prior_initialisation(model_class: type) -> None:
             record["merges"] = prior.merges.tolist()
         PRIOR_RECORDS.append(record)
 
-    model_class.on_started = recording
+    model_class.on_prior_initialized = recording
 
 
 class ExplodesOnRankOne(VAE):

@@ -238,13 +238,7 @@ def differs(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         # warm-up epoch 0, EM fit at the start of epoch 1: resume after the switch
         (
             "GMMVAE",
-            lambda: GMMVAE(
-                **SMALL,
-                num_components=3,
-                warmup_epochs=1,
-                em_restarts=1,
-                em_iterations=20,
-            ),
+            lambda: GMMVAE(**SMALL, num_components=3, warmup_epochs=1, em_restarts=1, em_iterations=20),
             2,
         ),
     ],

@@ -30,8 +30,9 @@ from vae_zoo.validation import (
 
 KLEstimator = Literal["monte_carlo", "responsibility"]
 #: a cluster of the start is split into at most ``N_c // MIN_CODES_PER_GAUSSIAN`` Gaussians: on
-#: 1,800 images (scikit-learn's digits) twenty Gaussians of 9 codes each lost 0.2-0.5 of accuracy
-#: against five; MNIST's 5,500 codes a cluster keep their twenty (``benchmarks/RESULTS.md``)
+#: 1,800 images (scikit-learn's digits) twenty Gaussians of 9 codes each lost 0.07 to 0.53 of
+#: accuracy against five, on three seeds; MNIST's 5,500 codes a cluster keep their twenty
+#: (``benchmarks/RESULTS.md``)
 MIN_CODES_PER_GAUSSIAN = 32
 #: the clustering figures of validation and test: Hungarian accuracy, NMI (arithmetic
 #: normaliser) and adjusted Rand index, each of the predicted clusters against the labels
