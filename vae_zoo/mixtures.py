@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import torch
 
-from vae_zoo.validation import check_int
-
 MIN_VARIANCE = 1e-4
 EMPTY_COUNT = 1e-10  # total responsibility below which a component counts as empty
 
@@ -117,27 +115,20 @@ def gmm_from_assignment(x: torch.Tensor, assignment: torch.Tensor, num_component
 
 
 def split_clusters(
-    x: torch.Tensor,
-    assignment: torch.Tensor,
-    num_clusters: int,
-    parts: int,
-    seed: int = 0,
-    points_per_part: int = 1,
+    x: torch.Tensor, assignment: torch.Tensor, num_clusters: int, parts: int, seed: int = 0
 ) -> torch.Tensor:
-    """Split every cluster of ``assignment`` into ``parts`` by :func:`kmeans` of its points, or
-    into fewer, ``max(1, N_c // points_per_part)``, where cluster ``c``'s ``N_c`` points would give
-    a part fewer than ``points_per_part`` on average.
+    """Split every cluster of ``assignment`` into ``parts`` by :func:`kmeans` of its points.
 
     ``x`` [N, D], ``assignment`` [N] in ``[0, num_clusters)``; returns the assignment [N] to
     ``num_clusters * parts`` parts, part ``m`` of cluster ``c`` numbered ``c * parts + m``, so that
-    ``part // parts`` is the cluster again. The parts a cluster does not use stay empty
-    (:func:`gmm_from_assignment` gives an empty part no weight).
+    ``part // parts`` is the cluster again. A cluster of fewer points than ``parts`` is split into
+    as many parts as it has points (the other parts stay empty; :func:`gmm_from_assignment`
+    gives an empty part no weight).
     """
-    check_int("points_per_part", points_per_part, minimum=1)
     parts_of = torch.zeros_like(assignment)
     for cluster in range(num_clusters):
         members = (assignment == cluster).nonzero().squeeze(1)  # [N_c]
-        count = min(parts, members.shape[0] // points_per_part)
+        count = min(parts, members.shape[0])
         if count > 1:
             parts_of[members] = kmeans(x[members].double(), count, restarts=3, seed=seed)
     return assignment * parts + parts_of

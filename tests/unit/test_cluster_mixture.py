@@ -70,17 +70,6 @@ def test_split_clusters_numbers_part_m_of_cluster_c_as_c_times_parts_plus_m() ->
     assert set(parts[80:].tolist()) == {6, 7}  # two points: two parts, the third stays empty
 
 
-def test_split_clusters_gives_a_small_cluster_fewer_parts_of_enough_points() -> None:
-    x = torch.cat([torch.randn(100, 2), torch.randn(40, 2) + 10, torch.randn(10, 2) - 10])
-    assignment = torch.cat([torch.zeros(100), torch.ones(40), torch.full((10,), 2)]).long()
-    parts = split_clusters(x, assignment, 3, 5, points_per_part=20)
-    torch.testing.assert_close(parts // 5, assignment)
-    # 100 // 20 = 5 parts, 40 // 20 = 2, and a cluster of 10 stays whole
-    assert [len(set(parts[assignment == c].tolist())) for c in range(3)] == [5, 2, 1]
-    with pytest.raises(ValueError, match="points_per_part must be an integer >= 1"):
-        split_clusters(x, assignment, 3, 5, points_per_part=0)
-
-
 def test_consensus_keeps_the_clustering_that_agrees_most_with_the_others() -> None:
     truth = torch.arange(300) % 3
     merged = torch.where(truth == 2, torch.ones_like(truth), truth)  # two clusters merged

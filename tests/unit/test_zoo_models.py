@@ -19,7 +19,6 @@ from vae_zoo.data import MNISTDataModule
 from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import gmm_from_assignment
 from vae_zoo.models import GMMVAE, GMVAE, Autoencoder, HierarchicalGMMVAE, LinearAutoencoder, principal_angles
-from vae_zoo.models.gmm import MIN_CODES_PER_GAUSSIAN
 from vae_zoo.models.gmvae import fit_softmax_regression
 from vae_zoo.spectral import spectral_clustering
 
@@ -309,19 +308,6 @@ def test_spectral_initialisation_is_the_mixture_of_the_spectral_clusters() -> No
     x = torch.rand(5, 1, 28, 28)
     # (the log-variance's soft bounds are the identity to 1e-3 at this distance from them)
     torch.testing.assert_close(model.posterior(x).variance, (within / 100).expand(5, -1), rtol=2e-3, atol=0)
-
-
-def test_gmm_vae_splits_a_cluster_into_no_more_gaussians_than_its_codes_fill() -> None:
-    model = GMMVAE(
-        latent_dim=2, hidden_dims=[8], num_components=2, components_per_cluster=20, prior_init="em"
-    )
-    generator = torch.Generator().manual_seed(0)
-    codes = torch.cat(
-        [torch.randn(100, 2, generator=generator), torch.randn(100, 2, generator=generator) + 20]
-    )
-    model.initialize_prior(codes)
-    used = (model.prior.weights > 1e-6).view(2, 20).sum(1)  # [clusters]: Gaussians with weight
-    assert used.tolist() == [100 // MIN_CODES_PER_GAUSSIAN] * 2
 
 
 def test_a_gmm_vae_refuses_an_encoder_its_start_cannot_set_when_built() -> None:

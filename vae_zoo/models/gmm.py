@@ -29,11 +29,6 @@ from vae_zoo.validation import (
 )
 
 KLEstimator = Literal["monte_carlo", "responsibility"]
-#: a cluster of the start is split into at most ``N_c // MIN_CODES_PER_GAUSSIAN`` Gaussians: on
-#: 1,800 images (scikit-learn's digits) twenty Gaussians of 9 codes each lost 0.07 to 0.53 of
-#: accuracy against five, on three seeds; MNIST's 5,500 codes a cluster keep their twenty
-#: (``benchmarks/RESULTS.md``)
-MIN_CODES_PER_GAUSSIAN = 32
 #: the clustering figures of validation and test: Hungarian accuracy, NMI (arithmetic
 #: normaliser) and adjusted Rand index, each of the predicted clusters against the labels
 CLUSTERING_METRICS: dict[str, Callable[[], Metric]] = {
@@ -93,9 +88,7 @@ class GMMVAE(WarmStart, VAE):
       one clustering that merges two clusters and splits another is outvoted;
 
     then every cluster is split into ``components_per_cluster`` parts by k-means
-    (:func:`~vae_zoo.mixtures.split_clusters`; fewer where a part would get fewer than
-    :data:`MIN_CODES_PER_GAUSSIAN` codes on average, the others left without weight), and each
-    part's mean, variance and share make
+    (:func:`~vae_zoo.mixtures.split_clusters`), and each part's mean, variance and share make
     one Gaussian of the prior (:func:`~vae_zoo.mixtures.gmm_from_assignment`). The codes'
     clusters are curved and elongated: EM's most likely mixture cuts through them, the
     neighbourhood graph keeps them apart, and one diagonal Gaussian per cluster would misplace
@@ -246,8 +239,7 @@ class GMMVAE(WarmStart, VAE):
         if self.prior_init == "em" and per_cluster == 1:
             gmm = fit_diagonal_gmm(codes, k, self.em_iterations, self.em_restarts, seed=0)
         else:
-            clusters = self.cluster_codes(codes)
-            parts = split_clusters(codes, clusters, k, per_cluster, points_per_part=MIN_CODES_PER_GAUSSIAN)
+            parts = split_clusters(codes, self.cluster_codes(codes), k, per_cluster)
             gmm = gmm_from_assignment(codes, parts, k * per_cluster)
         self.prior.set_parameters(gmm.weights, gmm.means, gmm.variances)
         # q(z|x)'s variance: START_VARIANCE_SHARE of the mixture's mean within-component variance
