@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
@@ -17,7 +16,7 @@ from vae_zoo.metrics import ClusteringAccuracy
 from vae_zoo.mixtures import fit_diagonal_gmm, gmm_from_assignment, split_clusters
 from vae_zoo.models.base import EvaluatedBatch, LatentVariableModel, check_int, fused_adam_supported
 from vae_zoo.models.vae import VAE
-from vae_zoo.models.warm_start import START_VARIANCE_SHARE, WarmStart
+from vae_zoo.models.warm_start import WarmStart
 from vae_zoo.priors import GaussianMixture
 from vae_zoo.validation import (
     MAX_COMPONENTS,
@@ -242,14 +241,11 @@ class GMMVAE(WarmStart, VAE):
             parts = split_clusters(codes, self.cluster_codes(codes), k, per_cluster)
             gmm = gmm_from_assignment(codes, parts, k * per_cluster)
         self.prior.set_parameters(gmm.weights, gmm.means, gmm.variances)
-        # q(z|x)'s variance: START_VARIANCE_SHARE of the mixture's mean within-component variance
-        head = self.split_encoder()[1]
-        d = self.latent_dim
-        within = (gmm.weights.unsqueeze(-1) * gmm.variances).sum(0)  # [D]
-        head.weight[d:] = 0.0
-        head.bias[d:] = within.log() + math.log(START_VARIANCE_SHARE)
+        within = (gmm.weights.unsqueeze(-1) * gmm.variances).sum(0)  # [D], mean within-component
+        self.set_start_variance(slice(self.latent_dim, None), within.log())  # q(z|x)'s log-variances
         if distributed:
-            for tensor in (self.prior.means, self.prior.raw_log_variances, self.prior.logits, head.bias):
+            head_bias = self.split_encoder()[1].bias
+            for tensor in (self.prior.means, self.prior.raw_log_variances, self.prior.logits, head_bias):
                 tensor.copy_(trainer.strategy.broadcast(tensor, src=0))
         self.started.fill_(True)
         self.on_prior_initialized(codes)

@@ -3,7 +3,6 @@ GMVAE of Dilokthanakul et al. 2016 in Rui Shu's explicit form."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -15,7 +14,7 @@ from vae_zoo.consensus import CLUSTERING_METHODS, ClusteringMethod, cluster_code
 from vae_zoo.mixtures import gmm_from_assignment
 from vae_zoo.models.base import EvaluatedBatch, check_int
 from vae_zoo.models.gmm import score_clusters
-from vae_zoo.models.warm_start import START_VARIANCE_SHARE, WarmStart
+from vae_zoo.models.warm_start import WarmStart
 from vae_zoo.nn import soft_clamp
 from vae_zoo.priors import GaussianMixture
 from vae_zoo.validation import MAX_COMPONENTS, check_choice, check_number
@@ -207,8 +206,8 @@ class GMVAE(WarmStart):
         ``z = mean_c mu_c(x)`` [N, D]: every ``mu_c`` takes the weights of ``z`` (so
         ``mu_c(x) = z`` for all ``c``), the codes are clustered by ``start``, ``p(z|c)`` becomes the
         mean and variance of cluster ``c``'s codes (``p(c)`` stays uniform), ``q(z|x,c)``'s
-        variance :data:`START_VARIANCE_SHARE` of it, and the logits of ``q(c|x)`` the softmax
-        regression of the clusters on ``f``. Under DDP the features are
+        variance :data:`~vae_zoo.models.warm_start.START_VARIANCE_SHARE` of it, and the logits
+        of ``q(c|x)`` the softmax regression of the clusters on ``f``. Under DDP the features are
         those of all processes, and rank zero's result is broadcast.
         """
         body, head = self.split_encoder()
@@ -226,8 +225,7 @@ class GMVAE(WarmStart):
         )
         gmm = gmm_from_assignment(codes, clusters, k)
         self.prior.set_parameters(torch.full_like(gmm.weights, 1 / k), gmm.means, gmm.variances)
-        head.weight[log_variance_rows] = 0.0
-        head.bias[log_variance_rows] = (self.prior.log_variances + math.log(START_VARIANCE_SHARE)).flatten()
+        self.set_start_variance(log_variance_rows, self.prior.log_variances)  # [K, D]
         features = features.float()  # the regression in float32 at least, also under bf16
         weight, bias = fit_softmax_regression(features, clusters, k)
         head.weight[:k] = weight

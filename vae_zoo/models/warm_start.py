@@ -3,6 +3,7 @@ models of the zoo (:class:`~vae_zoo.models.GMMVAE`, :class:`~vae_zoo.models.GMVA
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from typing import Any
 
@@ -69,7 +70,16 @@ class WarmStart(LatentVariableModel):
 
     @abstractmethod
     def start_from_warmup(self) -> None:
-        """Set the model from the codes of the training set; called once, after the warm-up."""
+        """Set the model from the codes of the training set and mark it ``started``; called
+        once, after the warm-up."""
+
+    def set_start_variance(self, rows: slice, log_variance: torch.Tensor) -> None:
+        """Make the encoder's output ``rows`` (raw log-variances) give
+        ``log_variance + log(START_VARIANCE_SHARE)`` [len(rows)] for every input: the weights of
+        those rows of its last layer zero, their bias that value."""
+        head = self.split_encoder()[1]
+        head.weight[rows] = 0.0
+        head.bias[rows] = log_variance.flatten() + math.log(START_VARIANCE_SHARE)
 
     def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.training and self.warming_up:
@@ -91,7 +101,6 @@ class WarmStart(LatentVariableModel):
     def on_train_epoch_start(self) -> None:
         if self.warming_up and self.current_epoch >= self.warmup_epochs:
             self.start_from_warmup()
-            self.started.fill_(True)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Checkpoints from before ``started`` load as they trained: the GMM-VAE's flag was called
